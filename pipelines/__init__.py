@@ -1,0 +1,1 @@
+"""Beam plumbing and clip-level aggregation."""
