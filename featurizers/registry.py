@@ -77,8 +77,6 @@ FEATURIZERS: dict[str, FeaturizerSpec] = {
             input_size=224,
             feature_dim=1280,
             source="package",
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
             emotion_tuned=False,
             description=(
                 "EfficientNet-Lite0 with ImageNet weights shipped by the "

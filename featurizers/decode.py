@@ -1,0 +1,111 @@
+"""Stream a video's frames in fixed-size chunks, so a clip is never held in memory whole."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featurizers.errors import VideoDecodeError
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames of a clip are used: every ``step``-th one, or about ``target_fps`` per second."""
+
+    step: int = 1
+    target_fps: float | None = None
+    chunk_size: int = 32
+    """Frames decoded per call: big enough for decord's fast sequential path, small enough to bound memory."""
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"frame step must be >= 1, got {self.step}")
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise ValueError(f"target fps must be > 0, got {self.target_fps}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {self.chunk_size}")
+
+    def step_for(self, native_fps: float) -> int:
+        """The frame step that realises this sampling on a clip of ``native_fps``."""
+        if self.target_fps is None or not math.isfinite(native_fps) or native_fps <= 0:
+            return self.step
+        return max(1, round(native_fps / self.target_fps))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"step": self.step, "target_fps": self.target_fps, "chunk_size": self.chunk_size}
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    """Consecutive sampled frames of one clip: RGB uint8 ``frames`` of shape (N, H, W, 3)."""
+
+    frame_indices: np.ndarray
+    times_s: np.ndarray
+    frames: np.ndarray
+    native_fps: float
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
+    import decord
+
+    p = Path(path)
+    if p.is_dir():
+        raise VideoDecodeError(f"{p}: is a folder, not a video file")
+    if not p.is_file():
+        raise VideoDecodeError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(f"{p}: empty file (0 bytes)")
+    try:
+        return decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # decord raises RuntimeError or DECORDError, which is no RuntimeError
+        raise VideoDecodeError(f"{p}: cannot open as a video ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Frame count, rate and size, read from the container without decoding the clip."""
+    reader = _open(path)
+    height, width = reader[0].shape[:2] if len(reader) else (0, 0)
+    return VideoInfo(n_frames=len(reader), fps=float(reader.get_avg_fps()), width=width, height=height)
+
+
+def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> Iterator[FrameChunk]:
+    """Yield the sampled frames of a video chunk by chunk.
+
+    Raises :class:`VideoDecodeError` (also an ``OSError``) when the file cannot be opened or a
+    frame cannot be decoded midway, naming the file and the frame.
+    """
+    reader = _open(path)
+    n_frames = len(reader)
+    if n_frames == 0:
+        raise VideoDecodeError(f"{path}: the container holds no video frames")
+    fps = float(reader.get_avg_fps())
+    step = sampling.step_for(fps)
+    indices = np.arange(0, n_frames, step, dtype=np.int64)
+    for start in range(0, len(indices), sampling.chunk_size):
+        chunk = indices[start : start + sampling.chunk_size]
+        try:
+            frames = reader.get_batch(chunk.tolist()).asnumpy()
+        except Exception as exc:
+            raise VideoDecodeError(
+                f"{path}: decoding failed at frames {chunk[0]}-{chunk[-1]} of {n_frames} ({_first_line(exc)})"
+            ) from exc
+        times = chunk / fps if fps > 0 else np.full(len(chunk), np.nan)
+        yield FrameChunk(frame_indices=chunk, times_s=times.astype(np.float64), frames=frames, native_fps=fps)

@@ -1,0 +1,128 @@
+"""Face images to feature vectors: preprocessing and the network, batched over faces."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from featurizers.errors import CheckpointFormatError
+from featurizers.registry import FeaturizerSpec, resolve_weights_path
+
+
+def preprocess_face(face: np.ndarray, spec: FeaturizerSpec) -> np.ndarray:
+    """One RGB uint8 face to the network's CHW float32 input.
+
+    Square resize ignoring aspect ratio with PIL's antialiased bilinear filter (what the
+    reference's torchvision Resize did on PIL images), scale to [0, 1], then mean/std.
+    """
+    size = spec.input_size
+    resized = np.asarray(Image.fromarray(face).resize((size, size), Image.BILINEAR), dtype=np.float32)
+    normalised = (resized / 255.0 - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+def preprocess_faces(faces: list[np.ndarray], spec: FeaturizerSpec) -> np.ndarray:
+    """A batch (N, 3, S, S) from faces of any sizes."""
+    if not faces:
+        return np.zeros((0, 3, spec.input_size, spec.input_size), np.float32)
+    return np.stack([preprocess_face(face, spec) for face in faces])
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_package_lite0(spec: FeaturizerSpec, path: Path) -> torch.nn.Module:
+    """EfficientNet-Lite0 ImageNet weights (EfficientNet-PyTorch key names) into timm's TF-padded Lite0.
+
+    The two implementations register the same tensors in the same order, so the keys map by
+    position; every shape is checked, and a mismatch is an error rather than a silent misload.
+    """
+    import timm
+
+    model = timm.create_model(spec.architecture, pretrained=False)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise CheckpointFormatError(
+            f"{path}: {len(source)} tensors, expected {len(target)} for {spec.architecture}"
+        )
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise CheckpointFormatError(
+                f"{path}: tensor {src_key} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected.shape)} for {dst_key} of {spec.architecture}"
+            )
+        mapped[dst_key] = tensor
+    model.load_state_dict(mapped)
+    return model
+
+
+def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = None) -> tuple[torch.nn.Module, str]:
+    """Build the featurizer's network with its weights; returns the model and the weights' sha256."""
+    path = resolve_weights_path(spec, weights)
+    if spec.source == "package":
+        model = _load_package_lite0(spec, path)
+    else:
+        from featurizers.checkpoints import load_hsemotion_model
+
+        model = load_hsemotion_model(path)
+    features = getattr(model, "num_features", None)
+    if features != spec.feature_dim:
+        raise CheckpointFormatError(
+            f"{path}: network gives {features}-D features, but featurizer {spec.name} expects {spec.feature_dim}-D"
+        )
+    return model.eval(), file_sha256(path)
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``auto`` takes the GPU when there is one; ``cpu`` or ``cuda[:N]`` force a device."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+@dataclass
+class FaceEmbeddings:
+    """Per-face outputs of one batch: global-pool features (N, D) and head scores (N, C) or None."""
+
+    features: np.ndarray
+    head_scores: np.ndarray | None
+
+
+class FaceEmbedder:
+    """The featurizer network, run on batches of preprocessed faces."""
+
+    def __init__(self, spec: FeaturizerSpec, model: torch.nn.Module, device: torch.device) -> None:
+        self.spec = spec
+        self.device = device
+        self.model = model.to(device).eval()
+
+    @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> FaceEmbeddings:
+        if len(batch) == 0:
+            return FaceEmbeddings(np.zeros((0, self.spec.feature_dim), np.float32), None)
+        x = torch.from_numpy(batch).to(self.device)
+        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        scores = None
+        if self.spec.head_outputs:
+            logits = self.model.get_classifier()(pooled)
+            n_emotions = len(self.spec.emotion_classes)
+            # Emotion logits become probabilities; valence/arousal (MTL models) stay as regressed.
+            scores = torch.cat([logits[:, :n_emotions].softmax(dim=1), logits[:, n_emotions:]], dim=1)
+            scores = scores.float().cpu().numpy()
+        return FaceEmbeddings(pooled.float().cpu().numpy(), scores)

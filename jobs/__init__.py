@@ -1,0 +1,1 @@
+"""Command lines that wire featurizers, pipelines and classifiers together."""

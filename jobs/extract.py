@@ -1,0 +1,147 @@
+"""Extract clip descriptors from a video dataset into Parquet.
+
+    python -m jobs.extract --dataset afew
+    python -m jobs.extract --dataset vgaf --data-root /data/VGAF --output out/vgaf_b0 \\
+        --featurizer enet_b0_8_best_vgaf --weights /models/enet_b0_8_best_vgaf.pt
+
+Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import apache_beam as beam
+
+from featurizers.decode import FrameSampling
+from featurizers.embed import file_sha256
+from featurizers.errors import EmotiwError
+from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
+from jobs.beam_options import pipeline_options, runner_name
+from pipelines.beam_steps import describe_and_write
+from pipelines.config import ExtractionConfig
+from pipelines.datasets import SAMPLE_ROOT, list_clips
+from pipelines.output import deduplicate_shards, publish, read_column, staging_dir, status_counts, write_shard
+from pipelines.records import ClipRef
+from pipelines.schema import descriptor_table_schema
+
+log = logging.getLogger("jobs.extract")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jobs.extract", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=("afew", "vgaf", "folder"), required=True)
+    parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
+    parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
+    parser.add_argument("--output", type=Path, help="output folder (default: out/<dataset>_<featurizer>)")
+    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
+    parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
+    sampling.add_argument("--target-fps", type=float, help="use about this many frames per second")
+    parser.add_argument("--face-choice", choices=("confidence", "largest"), default="confidence",
+                        help="one-face-per-frame datasets: most confident box (reference code) or largest")
+    parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
+    parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
+    parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
+    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
+    parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
+    detector = ExtractionConfig.default_detector(args.dataset, args.group)
+    detector = replace(detector, face_choice=args.face_choice)
+    if args.min_face_size is not None:
+        detector = replace(detector, min_face_size=args.min_face_size)
+    return ExtractionConfig(
+        dataset=args.dataset,
+        featurizer=args.featurizer,
+        weights=args.weights,
+        detector=detector,
+        sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
+        face_batch_size=args.batch_size,
+        device=args.device,
+        group=args.group,
+        with_face_rows=args.frames_output is not None,
+    )
+
+
+def _missing_clip_rows(refs: list[ClipRef], written: set[str]) -> list[dict]:
+    """Rows for clips the runner never returned: recorded as errors, never silently dropped."""
+    return [
+        {"clip_id": r.clip_id, "path": r.path, "dataset": r.dataset, "split": r.split, "label": r.label,
+         "label_index": r.label_index, "n_frames": 0, "n_face_frames": 0, "n_faces": 0, "has_face": False,
+         "descriptor": None, "featurizer": "", "status": "error", "error": "no result came back from the runner",
+         "max_faces_in_frame": 0, "fps": None}
+        for r in refs if r.clip_id not in written
+    ]
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the extraction; returns the exit code (1 when any clip failed, 2 on a usage error)."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    try:
+        config = config_from_args(args)
+        root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
+        refs, warnings = list_clips(args.dataset, root, args.split)
+        weights_sha = file_sha256(resolve_weights_path(config.spec, config.weights))
+    except (EmotiwError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        log.warning("%s", warning)
+    if not refs:
+        print(f"error: no clips found under {root}", file=sys.stderr)
+        return 2
+    output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
+    provenance = config.provenance(weights_sha)
+    if not config.spec.emotion_tuned:
+        log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "
+                    "trying the pipeline, not for emotion results", config.featurizer)
+    clips_staging = staging_dir(output)
+    faces_staging = staging_dir(args.frames_output) if args.frames_output else None
+    options = pipeline_options(beam_args)
+    log.info("extracting %d clips from %s with %s on %s", len(refs), root, config.featurizer, runner_name(options))
+    started = time.perf_counter()
+    with beam.Pipeline(options=options) as pipeline:
+        describe_and_write(
+            pipeline | "ListClips" >> beam.Create(refs),
+            config, provenance, len(refs), str(clips_staging), str(faces_staging) if faces_staging else None,
+        )
+    schema = descriptor_table_schema(config.layout, provenance)
+    duplicates = deduplicate_shards(clips_staging, schema)
+    if duplicates:
+        log.warning("dropped %d rows written twice by retried bundles", duplicates)
+    lost = _missing_clip_rows(refs, set(read_column(clips_staging, "clip_id")))
+    if lost:
+        log.error("%d clips came back without a row; recorded as errors", len(lost))
+        write_shard([{**row, "descriptor": [0.0] * config.layout.length, "featurizer": config.featurizer} for row in lost],
+                    clips_staging, schema)
+    counts = status_counts(read_column(clips_staging, "status"))
+    frames = sum(read_column(clips_staging, "n_frames"))
+    elapsed = time.perf_counter() - started
+    summary = {"clips": len(refs), **counts, "frames": frames, "seconds": round(elapsed, 2),
+               "frames_per_second": round(frames / elapsed, 2) if elapsed else None,
+               "warnings": warnings, "runner": runner_name(options)}
+    publish(clips_staging, output, summary)
+    if faces_staging is not None:
+        publish(faces_staging, args.frames_output)
+    print(
+        f"{len(refs)} clips: {counts['ok']} ok, {counts['faceless']} faceless, {counts['error']} failed; "
+        f"{frames} frames in {elapsed:.1f} s ({summary['frames_per_second']} frames/s) -> {output}"
+    )
+    for clip_id, status, error in zip(read_column(output, "clip_id"), read_column(output, "status"), read_column(output, "error")):
+        if status == "error":
+            print(f"  failed: {clip_id}: {error}", file=sys.stderr)
+    return 1 if counts["error"] else 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(run())

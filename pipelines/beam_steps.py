@@ -1,0 +1,90 @@
+"""Beam plumbing of the extraction job: thin DoFns over ClipExtractor and the Parquet writer.
+
+The graph is a single chain ending in a step that writes its own files: Beam's Dask runner
+computes only the last step of a graph, and Beam's file sinks branch inside, so they would
+silently write nothing there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.utils import shared
+
+from pipelines.config import ExtractionConfig
+from pipelines.output import write_shard
+from pipelines.records import ClipRef, ClipResult
+from pipelines.schema import descriptor_table_schema, frame_table_schema
+
+log = logging.getLogger(__name__)
+
+
+class DescribeClipsFn(beam.DoFn):
+    """Clip references to descriptor rows; the models load once per worker process."""
+
+    def __init__(self, config: ExtractionConfig, total_clips: int) -> None:
+        self._config = config
+        self._total = total_clips
+        self._shared = shared.Shared()
+        self._extractor = None
+        self._done = 0
+
+    def setup(self) -> None:
+        from pipelines.clip_extractor import ClipExtractor
+
+        # Shared: every DoFn instance of this process reuses one loaded model.
+        self._extractor = self._shared.acquire(lambda: _Holder(ClipExtractor(self._config))).extractor
+
+    def process(self, ref: ClipRef) -> Iterator[ClipResult]:
+        result = self._extractor.process(ref)
+        self._done += 1
+        beam.metrics.Metrics.counter("clips", result.row["status"]).inc()
+        log.info("progress (pid %d): %d clips done in this worker, %d listed in all", os.getpid(), self._done, self._total)
+        yield result
+
+
+class _Holder:
+    """Shared.acquire needs a weak-referenceable object."""
+
+    def __init__(self, extractor: object) -> None:
+        self.extractor = extractor
+
+
+class WriteShardsFn(beam.DoFn):
+    """Write a batch of results as one Parquet shard of clip rows (and one of face rows if asked)."""
+
+    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, faces_dir: str | None) -> None:
+        self._config = config
+        self._provenance = provenance
+        self._clips_dir = clips_dir
+        self._faces_dir = faces_dir
+
+    def process(self, batch: Sequence[ClipResult]) -> Iterator[str]:
+        schema = descriptor_table_schema(self._config.layout, self._provenance)
+        yield write_shard([r.row for r in batch], self._clips_dir, schema)
+        if self._faces_dir is not None:
+            face_rows = [row for r in batch for row in r.face_rows]
+            if face_rows:
+                yield write_shard(face_rows, self._faces_dir, frame_table_schema(self._config.spec.head_outputs))
+
+
+def describe_and_write(
+    clips: beam.PCollection,
+    config: ExtractionConfig,
+    provenance: dict,
+    total_clips: int,
+    clips_dir: str,
+    faces_dir: str | None,
+    rows_per_shard: int = 256,
+) -> beam.PCollection:
+    """The chain after the listed clips: redistribute, describe, batch, write."""
+    return (
+        clips
+        | "RedistributeClips" >> beam.Reshuffle()
+        | "DescribeClips" >> beam.ParDo(DescribeClipsFn(config, total_clips))
+        | "BatchRows" >> beam.BatchElements(min_batch_size=1, max_batch_size=rows_per_shard)
+        | "WriteParquetShards" >> beam.ParDo(WriteShardsFn(config, provenance, clips_dir, faces_dir))
+    )

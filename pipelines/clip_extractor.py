@@ -1,0 +1,144 @@
+"""One clip in, one descriptor row out: decode, detect, crop or align, embed, accumulate.
+
+Frames stream through in chunks: a chunk is detected in one batched MTCNN call, its faces
+embedded in batches, and folded into the clip's accumulator, so memory stays bounded
+whatever the clip's length. Any failure becomes an ``error`` row; nothing is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from featurizers.decode import FrameChunk, iter_frame_chunks
+from featurizers.detect import FaceDetector, FrameFaces
+from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
+from featurizers.faces import align_face, crop_face
+from pipelines.aggregate import ClipAccumulator
+from pipelines.config import ExtractionConfig
+from pipelines.records import ClipRef, ClipResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkFaces:
+    """The usable faces of one chunk, flattened, with where each came from."""
+
+    images: list[np.ndarray]
+    frame_positions: list[int]
+    face_indices: list[int]
+    boxes: list[np.ndarray]
+    probs: list[float]
+
+
+def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool) -> ChunkFaces:
+    """Crop (one face per frame) or align (every face) the detected faces of a chunk."""
+    out = ChunkFaces([], [], [], [], [])
+    for position, (frame, faces) in enumerate(zip(chunk.frames, detections)):
+        for index in range(len(faces)):
+            image = align_face(frame, faces.landmarks[index]) if align else crop_face(frame, faces.boxes[index])
+            if image is None:
+                continue  # box wholly outside the frame: the frame contributes nothing
+            out.images.append(image)
+            out.frame_positions.append(position)
+            out.face_indices.append(index)
+            out.boxes.append(faces.boxes[index])
+            out.probs.append(float(faces.probs[index]))
+    return out
+
+
+class ClipExtractor:
+    """Holds the loaded detector and featurizer; built once per worker process."""
+
+    def __init__(self, config: ExtractionConfig) -> None:
+        self.config = config
+        self.spec = config.spec
+        device = select_device(config.device)
+        model, self.weights_sha256 = load_network(self.spec, config.weights)
+        self.embedder = FaceEmbedder(self.spec, model, device)
+        self.detector = FaceDetector(config.detector, device)
+        self.layout = config.layout
+        self._align = self.layout.aggregation == "vgaf"
+
+    def _embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        size = self.config.face_batch_size
+        features, scores = [], []
+        for start in range(0, len(images), size):
+            out = self.embedder.embed(preprocess_faces(images[start : start + size], self.spec))
+            features.append(out.features)
+            if out.head_scores is not None:
+                scores.append(out.head_scores)
+        return np.concatenate(features), (np.concatenate(scores) if scores else None)
+
+    def _face_rows(self, ref: ClipRef, chunk: FrameChunk, faces: ChunkFaces, scores: np.ndarray | None) -> list[dict]:
+        names = self.spec.head_outputs
+        rows = []
+        for i, position in enumerate(faces.frame_positions):
+            row = {
+                "clip_id": ref.clip_id,
+                "frame_index": int(chunk.frame_indices[position]),
+                "time_s": float(chunk.times_s[position]),
+                "face_index": faces.face_indices[i],
+                "box": [float(v) for v in faces.boxes[i][:4]],
+                "probability": faces.probs[i],
+            }
+            if scores is not None:
+                row.update({f"p_{name.lower()}": float(scores[i, k]) for k, name in enumerate(names)})
+            rows.append(row)
+        return rows
+
+    def process(self, ref: ClipRef) -> ClipResult:
+        """Describe one clip; a clip that cannot be read becomes an ``error`` row."""
+        started = time.perf_counter()
+        accumulator = ClipAccumulator(self.layout)
+        face_rows: list[dict] = []
+        fps = None
+        error = ref.problem
+        if error is None:
+            try:
+                for chunk in iter_frame_chunks(ref.path, self.config.sampling):
+                    fps = chunk.native_fps
+                    accumulator.add_frames(len(chunk.frames))
+                    faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
+                    if not faces.images:
+                        continue
+                    features, scores = self._embed(faces.images)
+                    accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
+                    if self.config.with_face_rows:
+                        face_rows += self._face_rows(ref, chunk, faces, scores)
+            except Exception as exc:  # one bad clip must not stop the job: record why instead
+                log.warning("clip %s failed: %s", ref.clip_id, exc)
+                error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            accumulator = ClipAccumulator(self.layout)
+            face_rows = []
+        status = "error" if error else ("ok" if accumulator.has_face else "faceless")
+        elapsed = time.perf_counter() - started
+        log.info(
+            "clip %s: %s, %d frames, %d with faces, %.1f frames/s",
+            ref.clip_id, status, accumulator.n_frames, accumulator.n_face_frames,
+            accumulator.n_frames / elapsed if elapsed > 0 else 0.0,
+        )
+        row = {
+            "clip_id": ref.clip_id,
+            "path": ref.path,
+            "dataset": ref.dataset,
+            "split": ref.split,
+            "label": ref.label,
+            "label_index": ref.label_index,
+            "n_frames": accumulator.n_frames,
+            "n_face_frames": accumulator.n_face_frames,
+            "n_faces": accumulator.n_faces,
+            "has_face": accumulator.has_face,
+            "descriptor": accumulator.descriptor(),
+            "featurizer": self.spec.name,
+            "status": status,
+            "error": error,
+            "max_faces_in_frame": accumulator.max_faces_in_frame,
+            "fps": fps,
+        }
+        return ClipResult(row=row, face_rows=face_rows)

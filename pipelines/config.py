@@ -1,0 +1,67 @@
+"""The extraction job's configuration: one frozen object that every worker receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from featurizers.decode import FrameSampling
+from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
+from featurizers.registry import FeaturizerSpec, get_featurizer_spec
+from pipelines.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
+
+PROJECT_NAME = "emotiw-video"
+
+
+def project_version() -> str:
+    try:
+        return version(PROJECT_NAME)
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """What to extract and how; provenance in the output is derived from this object alone."""
+
+    dataset: DatasetKind
+    featurizer: str
+    weights: str | None = None
+    detector: DetectorConfig = AFEW_DETECTOR
+    sampling: FrameSampling = FrameSampling()
+    face_batch_size: int = 32
+    device: str = "auto"
+    group: bool = False
+    """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
+    with_face_rows: bool = False
+
+    @staticmethod
+    def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:
+        return VGAF_DETECTOR if aggregation_for(dataset, group) == "vgaf" else AFEW_DETECTOR
+
+    @property
+    def spec(self) -> FeaturizerSpec:
+        return get_featurizer_spec(self.featurizer)
+
+    @property
+    def layout(self) -> DescriptorLayout:
+        return DescriptorLayout(aggregation_for(self.dataset, self.group), self.spec.feature_dim)
+
+    def provenance(self, weights_sha256: str) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "project": PROJECT_NAME,
+            "project_version": project_version(),
+            "dataset": self.dataset,
+            "classes": list(class_names(self.dataset)),
+            "featurizer": spec.name,
+            "featurizer_architecture": spec.architecture,
+            "featurizer_input_size": spec.input_size,
+            "featurizer_emotion_tuned": spec.emotion_tuned,
+            "weights_sha256": weights_sha256,
+            "layout": self.layout.to_dict(),
+            "detector": self.detector.to_dict(),
+            "frames": self.sampling.to_dict(),
+            "face_preprocessing": "align_5_points_224" if self.layout.aggregation == "vgaf" else "crop_no_margin",
+        }
