@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.utils import shared
@@ -54,21 +54,42 @@ class _Holder:
 
 
 class WriteShardsFn(beam.DoFn):
-    """Write a batch of results as one Parquet shard of clip rows (and one of face rows if asked)."""
+    """Write results as Parquet shards of clip rows (and of face rows when asked for).
 
-    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, faces_dir: str | None) -> None:
+    Rows are buffered and written every ``rows_per_shard`` rows and at the end of the bundle.
+    Nothing is emitted downstream: the Dask runner drops what ``finish_bundle`` emits, and the
+    job reads the shards back from the staging folder anyway.
+    """
+
+    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, faces_dir: str | None,
+                 rows_per_shard: int) -> None:
         self._config = config
         self._provenance = provenance
         self._clips_dir = clips_dir
         self._faces_dir = faces_dir
+        self._rows_per_shard = rows_per_shard
+        self._buffer: list[ClipResult] = []
 
-    def process(self, batch: Sequence[ClipResult]) -> Iterator[str]:
-        schema = descriptor_table_schema(self._config.layout, self._provenance)
-        yield write_shard([r.row for r in batch], self._clips_dir, schema)
-        if self._faces_dir is not None:
-            face_rows = [row for r in batch for row in r.face_rows]
-            if face_rows:
-                yield write_shard(face_rows, self._faces_dir, frame_table_schema(self._config.spec.head_outputs))
+    def start_bundle(self) -> None:
+        self._buffer = []
+
+    def process(self, result: ClipResult) -> Iterator[str]:
+        self._buffer.append(result)
+        if len(self._buffer) >= self._rows_per_shard:
+            self._flush()
+        return iter(())
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        write_shard([r.row for r in batch], self._clips_dir, descriptor_table_schema(self._config.layout, self._provenance))
+        face_rows = [row for r in batch for row in r.face_rows]
+        if self._faces_dir is not None and face_rows:
+            write_shard(face_rows, self._faces_dir, frame_table_schema(self._config.spec.head_outputs))
 
 
 def describe_and_write(
@@ -80,11 +101,10 @@ def describe_and_write(
     faces_dir: str | None,
     rows_per_shard: int = 256,
 ) -> beam.PCollection:
-    """The chain after the listed clips: redistribute, describe, batch, write."""
+    """The chain after the listed clips: redistribute, describe, write."""
     return (
         clips
         | "RedistributeClips" >> beam.Reshuffle()
         | "DescribeClips" >> beam.ParDo(DescribeClipsFn(config, total_clips))
-        | "BatchRows" >> beam.BatchElements(min_batch_size=1, max_batch_size=rows_per_shard)
-        | "WriteParquetShards" >> beam.ParDo(WriteShardsFn(config, provenance, clips_dir, faces_dir))
+        | "WriteParquetShards" >> beam.ParDo(WriteShardsFn(config, provenance, clips_dir, faces_dir, rows_per_shard))
     )

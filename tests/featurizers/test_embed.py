@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from featurizers.embed import FaceEmbedder, preprocess_face, preprocess_faces, select_device
+from featurizers.errors import WeightsNotFoundError
+from featurizers.registry import FEATURIZERS, HSEMOTION_PUBLISHED_AT, get_featurizer_spec, resolve_weights_path
+
+
+def test_registry_describes_b0_and_b2():
+    b0, b2 = get_featurizer_spec("enet_b0_8_best_afew"), get_featurizer_spec("enet_b2_7")
+    assert (b0.input_size, b0.feature_dim, b0.architecture) == (224, 1280, "tf_efficientnet_b0")
+    assert (b2.input_size, b2.feature_dim, b2.architecture) == (260, 1408, "tf_efficientnet_b2")
+    assert len(b0.emotion_classes) == 8 and "Contempt" not in b2.emotion_classes
+    assert get_featurizer_spec("enet_b0_8_va_mtl").head_outputs[-2:] == ("Valence", "Arousal")
+
+
+def test_unknown_featurizer_lists_the_known_ones():
+    with pytest.raises(ValueError, match="enet_b0_8_best_afew"):
+        get_featurizer_spec("resnet")
+
+
+def test_preprocess_squashes_to_the_input_size_and_normalises(lite0_spec):
+    face = np.full((37, 81, 3), 255, np.uint8)  # any aspect ratio becomes S x S
+    x = preprocess_face(face, lite0_spec)
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32
+    expected = [(1 - m) / s for m, s in zip(lite0_spec.mean, lite0_spec.std)]
+    assert x[:, 100, 100] == pytest.approx(expected, rel=1e-6)
+    assert preprocess_faces([], lite0_spec).shape == (0, 3, 224, 224)
+
+
+def test_b2_input_is_260(lite0_spec):
+    face = np.zeros((224, 224, 3), np.uint8)
+    assert preprocess_face(face, FEATURIZERS["enet_b2_8"]).shape == (3, 260, 260)
+
+
+def test_offline_lite0_weights_load_and_recognise_a_cat(lite0_embedder, lite0_spec):
+    import skimage.data
+
+    batch = preprocess_faces([skimage.data.chelsea()], lite0_spec)
+    out = lite0_embedder.embed(batch)
+    assert out.features.shape == (1, 1280) and out.head_scores is None
+    logits = lite0_embedder.model(torch.from_numpy(batch))
+    assert int(logits.argmax()) in (281, 282, 285)  # ImageNet tabby / tiger / Egyptian cat
+
+
+def test_batched_features_equal_one_at_a_time(lite0_embedder, lite0_spec, astronaut):
+    faces = [astronaut[50:200, 150:280], astronaut[0:100, 0:100], astronaut[300:500, 200:400]]
+    batched = lite0_embedder.embed(preprocess_faces(faces, lite0_spec)).features
+    single = np.concatenate([lite0_embedder.embed(preprocess_faces([f], lite0_spec)).features for f in faces])
+    assert np.allclose(batched, single, atol=1e-4)
+
+
+def test_missing_hsemotion_weights_name_the_path_and_where_to_get_them(tmp_path, monkeypatch):
+    spec = get_featurizer_spec("enet_b0_8_best_afew")
+    monkeypatch.delenv("EMOTIW_WEIGHTS_DIR", raising=False)
+    with pytest.raises(WeightsNotFoundError, match="no --weights") as caught:
+        resolve_weights_path(spec)
+    assert HSEMOTION_PUBLISHED_AT in str(caught.value)
+    with pytest.raises(WeightsNotFoundError, match=str(tmp_path / "enet_b0_8_best_afew.pt")):
+        resolve_weights_path(spec, tmp_path)
+    assert isinstance(caught.value, FileNotFoundError)
+
+
+def test_weights_found_by_file_folder_or_environment(tmp_path, monkeypatch):
+    spec = get_featurizer_spec("enet_b2_8")
+    path = tmp_path / "enet_b2_8.pt"
+    path.write_bytes(b"x")
+    assert resolve_weights_path(spec, path) == path
+    assert resolve_weights_path(spec, tmp_path) == path
+    monkeypatch.setenv("EMOTIW_WEIGHTS_DIR", str(tmp_path))
+    assert resolve_weights_path(spec) == path
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            select_device("cuda")
