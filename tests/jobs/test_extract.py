@@ -1,0 +1,136 @@
+"""End to end: the extraction job on the shipped sample and on bad inputs, on Beam's runners."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLES, panning_frames, write_video
+from jobs import extract
+from pipelines.schema import read_provenance
+
+pytestmark = pytest.mark.slow
+FAST = ["--frame-step", "5"]  # same settings on both sides of every comparison; keeps CI short
+
+
+def table(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder).set_index("clip_id").sort_index()
+
+
+@pytest.fixture(scope="module")
+def afew_direct(tmp_path_factory):
+    out = tmp_path_factory.mktemp("afew") / "direct"
+    frames = out.parent / "frames"
+    code = extract.run(["--dataset", "afew", "--output", str(out), "--frames-output", str(frames), *FAST,
+                        "--runner", "DirectRunner"])
+    return code, out, frames
+
+
+def test_sample_gives_one_row_per_clip_with_provenance(afew_direct):
+    code, out, _ = afew_direct
+    assert code == 0
+    df = table(out)
+    listed = sorted(p.stem for p in (SAMPLES / "afew").rglob("*.avi"))
+    assert sorted(df.index) == listed
+    assert set(df.status) == {"ok", "faceless"}
+    faceless = df[df.status == "faceless"]
+    assert len(faceless) == 1 and not np.stack(faceless.descriptor).any()
+    ok = df[df.status == "ok"]
+    assert np.stack(ok.descriptor).shape == (len(ok), 4 * 1280)
+    assert (ok.n_face_frames > 0).all() and (ok.n_face_frames <= ok.n_frames).all()
+    assert set(df.split) == {"train", "val"} and df.label_index.between(0, 6).all()
+    provenance = read_provenance(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert provenance["featurizer"] == "effnet_lite0_imagenet" and len(provenance["weights_sha256"]) == 64
+    assert provenance["layout"]["blocks"]["max"] == [3840, 5120]
+    assert provenance["detector"]["min_face_size"] == 32 and provenance["frames"]["step"] == 5
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["clips"] == len(listed) and summary["faceless"] == 1 and summary["error"] == 0
+
+
+def test_frames_output_has_a_row_per_detected_face(afew_direct):
+    _, out, frames = afew_direct
+    faces = pd.read_parquet(frames)
+    per_clip = faces.groupby("clip_id").size()
+    assert per_clip.to_dict() == table(out).query("n_faces > 0").n_faces.to_dict()
+    assert {"frame_index", "time_s", "box", "probability"} <= set(faces.columns)
+    assert (faces.probability >= 0.9).all()
+    assert np.allclose(faces.time_s, faces.frame_index / 25.0)
+
+
+def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path):
+    _, direct, _ = afew_direct
+    out = tmp_path / "dask"
+    code = extract.run(["--dataset", "afew", "--output", str(out), *FAST,
+                        "--runner", "dask", "--dask_npartitions", "2"])
+    assert code == 0
+    a, b = table(direct), table(out)
+    assert list(a.index) == list(b.index) and (a.status == b.status).all()
+    assert np.allclose(np.stack(a.descriptor), np.stack(b.descriptor), atol=1e-4)
+    assert json.loads((out / "_summary.json").read_text())["runner"].endswith("DaskRunner")
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("bad")
+    val = root / "Val_AFEW" / "Sad"
+    write_video(val / "good.avi", panning_frames(astronaut, 6))
+    (val / "empty.avi").write_bytes(b"")
+    (val / "folder.avi").mkdir()
+    (val / "text.avi").write_text("not a video\n" * 100)
+    whole = write_video(root / "whole.mp4", panning_frames(astronaut, 30, (120, 160)), codec="libx264")
+    (val / "truncated.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    write_video(val / "midway.avi", panning_frames(astronaut, 40, (120, 160)))  # two 32-frame chunks
+    return root
+
+
+def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs, tmp_path, monkeypatch, capsys):
+    import featurizers.decode as decode
+
+    original = decode.iter_frame_chunks
+
+    def failing_midway(path, sampling):
+        for i, chunk in enumerate(original(path, sampling)):
+            if "midway" in str(path) and i == 1:
+                raise decode.VideoDecodeError(f"{path}: corrupt packet at frame {chunk.frame_indices[0]}")
+            yield chunk
+
+    monkeypatch.setattr("pipelines.clip_extractor.iter_frame_chunks", failing_midway)
+    out = tmp_path / "out"
+    code = extract.run(["--dataset", "afew", "--data-root", str(bad_inputs), "--output", str(out),
+                        "--runner", "DirectRunner", "--batch-size", "4"])
+    assert code == 1
+    df = table(out)
+    assert sorted(df.index) == ["empty", "folder", "good", "midway", "text", "truncated"]
+    assert df.loc["good", "status"] == "ok"
+    errors = df[df.status == "error"]
+    assert set(errors.index) == {"empty", "folder", "midway", "text", "truncated"}
+    assert "empty file" in errors.loc["empty", "error"] and "folder" in errors.loc["folder", "error"]
+    assert "corrupt packet" in errors.loc["midway", "error"]
+    # A clip that failed midway keeps nothing of its first chunk.
+    assert errors.n_frames.eq(0).all() and not np.stack(errors.descriptor).any()
+    printed = capsys.readouterr().out
+    assert "6 clips: 1 ok, 0 faceless, 5 failed" in printed
+
+
+def test_no_partial_output_when_the_run_is_interrupted(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipelines.clip_extractor.ClipExtractor.process", interrupted)
+    with pytest.raises(Exception):
+        extract.run(["--dataset", "afew", "--output", str(out), "--runner", "DirectRunner"])
+    assert not out.exists()
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert all(".incomplete-" in name for name in leftovers)
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert extract.run(["--dataset", "afew", "--data-root", str(tmp_path)]) == 2
+    assert "no AFEW split folder" in capsys.readouterr().err
+    assert extract.run(["--dataset", "afew", "--featurizer", "enet_b0_8_best_afew",
+                        "--weights", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
