@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from featurizers.checkpoints import checkpoint_sha256, load_hsemotion_model
 from featurizers.errors import CheckpointFormatError
 from featurizers.registry import FeaturizerSpec, resolve_weights_path
 
@@ -32,14 +32,6 @@ def preprocess_faces(faces: list[np.ndarray], spec: FeaturizerSpec) -> np.ndarra
     if not faces:
         return np.zeros((0, 3, spec.input_size, spec.input_size), np.float32)
     return np.stack([preprocess_face(face, spec) for face in faces])
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_package_lite0(spec: FeaturizerSpec, path: Path) -> torch.nn.Module:
@@ -75,15 +67,13 @@ def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = 
     if spec.source == "package":
         model = _load_package_lite0(spec, path)
     else:
-        from featurizers.checkpoints import load_hsemotion_model
-
         model = load_hsemotion_model(path)
     features = getattr(model, "num_features", None)
     if features != spec.feature_dim:
         raise CheckpointFormatError(
             f"{path}: network gives {features}-D features, but featurizer {spec.name} expects {spec.feature_dim}-D"
         )
-    return model.eval(), file_sha256(path)
+    return model.eval(), checkpoint_sha256(path)
 
 
 def select_device(requested: str = "auto") -> torch.device:

@@ -19,7 +19,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from featurizers.decode import FrameSampling
-from featurizers.embed import file_sha256
+from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
 from jobs.beam_options import pipeline_options, runner_name
@@ -90,7 +90,7 @@ def run(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
         refs, warnings = list_clips(args.dataset, root, args.split)
-        weights_sha = file_sha256(resolve_weights_path(config.spec, config.weights))
+        weights_sha = checkpoint_sha256(resolve_weights_path(config.spec, config.weights))
     except (EmotiwError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

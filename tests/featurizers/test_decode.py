@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import panning_frames, write_video
+from videos import panning_frames, write_video
 from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video
 from featurizers.errors import VideoDecodeError
 

@@ -1,9 +1,13 @@
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from featurizers.embed import FaceEmbedder, preprocess_face, preprocess_faces, select_device
-from featurizers.errors import WeightsNotFoundError
+from featurizers.checkpoints import load_hsemotion_model
+from featurizers.embed import FaceEmbedder, load_network, preprocess_face, preprocess_faces, select_device
+from featurizers.errors import CheckpointFormatError, WeightsNotFoundError
 from featurizers.registry import FEATURIZERS, HSEMOTION_PUBLISHED_AT, get_featurizer_spec, resolve_weights_path
 
 
@@ -78,3 +82,23 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             select_device("cuda")
+
+
+TINY_B0 = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "tiny_b0_avg_8.pt"
+
+
+def test_emotion_probabilities_come_from_the_checkpoints_own_head(astronaut):
+    spec = replace(get_featurizer_spec("enet_b0_8_best_afew"), feature_dim=52)  # the tiny fixture's width
+    embedder = FaceEmbedder(spec, load_hsemotion_model(TINY_B0), torch.device("cpu"))
+    batch = preprocess_faces([astronaut[50:200, 150:280], astronaut[300:450, 100:250]], spec)
+    out = embedder.embed(batch)
+    assert out.features.shape == (2, 52) and out.head_scores.shape == (2, 8)
+    with torch.no_grad():
+        expected = embedder.model(torch.from_numpy(batch)).softmax(dim=1).numpy()
+    assert np.allclose(out.head_scores, expected, atol=1e-6)
+    assert np.allclose(out.head_scores.sum(axis=1), 1.0)
+
+
+def test_a_checkpoint_of_the_wrong_width_is_refused_by_name():
+    with pytest.raises(CheckpointFormatError, match="52-D features.*expects 1280-D"):
+        load_network(get_featurizer_spec("enet_b0_8_best_afew"), TINY_B0)
