@@ -1,0 +1,1 @@
+"""Train, evaluate and store classifiers on clip descriptor tables."""

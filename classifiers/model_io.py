@@ -1,0 +1,215 @@
+"""Trained-model folders: ``model.skops`` (the fitted pipeline) beside ``model.json`` (its provenance).
+
+skops instead of pickle, because a model folder is something people pass around and loading a
+pickle runs whatever it names. Loading checks the file against an explicit allow-list of the
+scikit-learn types our pipelines are made of and refuses anything else before building objects.
+``model.json`` says which descriptors the model belongs to, so evaluation and scoring can refuse
+descriptors from another featurizer or layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import skops
+import skops.io as sio
+import sklearn
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
+from sklearn.svm import SVC, LinearSVC
+from sklearn.tree import DecisionTreeClassifier
+
+from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError
+
+MODEL_FORMAT_VERSION = 1
+MODEL_FILE = "model.skops"
+PROVENANCE_FILE = "model.json"
+
+CLASSIFIER_TYPES: tuple[type, ...] = (LinearSVC, SVC, RandomForestClassifier)
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# The only scikit-learn types a model file may contain. Tree is the forest's compiled tree
+# structure; it has no public import path, so it is named by string.
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    [_type_name(t) for t in (Pipeline, Normalizer, DecisionTreeClassifier, *CLASSIFIER_TYPES)]
+    + ["sklearn.tree._tree.Tree"])
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide whether a model file loads and predicts the same elsewhere."""
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "skops": skops.__version__}
+
+
+@dataclass(frozen=True)
+class ModelProvenance:
+    """Everything ``model.json`` records: the descriptors' identity, the fit and the environment."""
+
+    featurizer: str
+    layout: dict[str, Any] | None
+    classes: list[str]
+    classifier: str
+    hyperparameters: dict[str, Any]
+    weights_sha256: str | None = None
+    dataset: str | None = None
+    estimator_params: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    """Split, source files and row counts (used, faceless dropped, errors excluded, per class)."""
+    cross_validation: dict[str, Any] | None = None
+    descriptor_provenance: dict[str, Any] = field(default_factory=dict)
+    """The descriptor tables' own provenance (project version, detector, frames), verbatim."""
+    libraries: dict[str, str] = field(default_factory=library_versions)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    format_version: int = MODEL_FORMAT_VERSION
+
+    def identity(self) -> dict[str, Any]:
+        """The provenance keys compared against descriptor tables (same shape as theirs)."""
+        return {"featurizer": self.featurizer, "layout": self.layout, "weights_sha256": self.weights_sha256}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model.json") -> ModelProvenance:
+        """Parse ``model.json``; unknown format versions and missing keys are refused."""
+        version = data.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            raise CheckpointFormatError(
+                f"{source} has model format version {version!r}; this code reads version "
+                f"{MODEL_FORMAT_VERSION} only (retrain the model with this version of the project)")
+        known = {f for f in cls.__dataclass_fields__}
+        missing = [k for k in ("featurizer", "layout", "classes", "classifier", "hyperparameters")
+                   if k not in data]
+        if missing:
+            raise CheckpointFormatError(f"{source} lacks the keys {missing}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A loaded model folder."""
+
+    pipeline: Pipeline
+    provenance: ModelProvenance
+    folder: Path
+
+
+def save_model(folder: str | Path, pipeline: Pipeline, provenance: ModelProvenance) -> Path:
+    """Write ``model.skops`` and ``model.json`` into ``folder`` (created if needed); returns it.
+
+    Each file is written beside its final name and then renamed, so an interrupted save never
+    leaves a half-written model that looks complete.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / MODEL_FILE, sio.dumps(pipeline))
+    text = json.dumps(provenance.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
+    _write_atomically(folder / PROVENANCE_FILE, text.encode())
+    return folder
+
+
+def load_model(folder: str | Path) -> TrainedModel:
+    """Read a model folder, refusing unknown format versions and types outside the allow-list."""
+    folder = Path(folder)
+    model_file, provenance_file = folder / MODEL_FILE, folder / PROVENANCE_FILE
+    for needed in (provenance_file, model_file):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} not found; --model must be a folder written by jobs.train "
+                                    f"(holding {MODEL_FILE} and {PROVENANCE_FILE})")
+    try:
+        data = json.loads(provenance_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointFormatError(f"{provenance_file} is not valid JSON: {exc}") from exc
+    provenance = ModelProvenance.from_dict(data, source=str(provenance_file))
+    pipeline = load_pipeline(model_file)
+    return TrainedModel(pipeline=pipeline, provenance=provenance, folder=folder)
+
+
+def load_pipeline(model_file: str | Path) -> Pipeline:
+    """Load a skops file that holds only allow-listed types and is ``Normalizer -> classifier``."""
+    model_file = Path(model_file)
+    refused = untrusted_types(model_file)
+    if refused:
+        raise UnsafeCheckpointError(
+            f"{model_file} contains types outside the allow-list: {refused}; it was not loaded. "
+            f"Only {sorted(TRUSTED_TYPES)} are accepted; retrain with jobs.train if the file is yours")
+    try:
+        pipeline = sio.load(model_file, trusted=sorted(TRUSTED_TYPES))
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointFormatError(f"{model_file} is not a readable skops model: {exc}") from exc
+    _check_structure(pipeline, model_file)
+    return pipeline
+
+
+def untrusted_types(model_file: str | Path) -> list[str]:
+    """Types in the file that we do not accept, checked before any object is built.
+
+    skops itself trusts every scikit-learn estimator by default, so besides its own list of
+    untrusted types we also refuse scikit-learn types that are not ours.
+    """
+    try:
+        by_skops = set(sio.get_untrusted_types(file=model_file))
+        sklearn_types = {name for name in _types_in_schema(model_file) if name.startswith("sklearn.")}
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointFormatError(f"{model_file} is not a readable skops model: {exc}") from exc
+    return sorted((by_skops | sklearn_types) - TRUSTED_TYPES)
+
+
+def _types_in_schema(model_file: Path) -> set[str]:
+    with zipfile.ZipFile(model_file) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    return {f"{node['__module__']}.{node['__class__']}" for node in _walk(schema)
+            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str)}
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_structure(pipeline: Any, model_file: Path) -> None:
+    steps = getattr(pipeline, "steps", None)
+    if (not isinstance(pipeline, Pipeline) or len(steps) != 2 or not isinstance(steps[0][1], Normalizer)
+            or not isinstance(steps[1][1], CLASSIFIER_TYPES)):
+        raise CheckpointFormatError(f"{model_file} does not hold a Normalizer -> classifier pipeline "
+                                    f"(found {pipeline!r}); was it written by jobs.train?")
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and tuples that sneak into hyper-parameters become plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
