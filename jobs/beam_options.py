@@ -28,9 +28,3 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
         resolved = RUNNER_ALIASES.get(runner.lower(), runner)
         args[index] = f"--runner={resolved}" if inline else resolved
     return PipelineOptions(args)
-
-
-def runner_name(options: PipelineOptions) -> str:
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    return str(options.view_as(StandardOptions).runner)

@@ -12,23 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
-
-import apache_beam as beam
 
 from featurizers.decode import FrameSampling
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
-from jobs.beam_options import pipeline_options, runner_name
-from pipelines.beam_steps import describe_and_write
+from jobs.beam_options import pipeline_options
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
-from pipelines.output import deduplicate_shards, publish, read_column, staging_dir, status_counts, write_shard
-from pipelines.records import ClipRef
-from pipelines.schema import descriptor_table_schema
+from pipelines.extraction_run import run_extraction
 
 log = logging.getLogger("jobs.extract")
 
@@ -72,17 +66,6 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
     )
 
 
-def _missing_clip_rows(refs: list[ClipRef], written: set[str]) -> list[dict]:
-    """Rows for clips the runner never returned: recorded as errors, never silently dropped."""
-    return [
-        {"clip_id": r.clip_id, "path": r.path, "dataset": r.dataset, "split": r.split, "label": r.label,
-         "label_index": r.label_index, "n_frames": 0, "n_face_frames": 0, "n_faces": 0, "has_face": False,
-         "descriptor": None, "featurizer": "", "status": "error", "error": "no result came back from the runner",
-         "max_faces_in_frame": 0, "fps": None}
-        for r in refs if r.clip_id not in written
-    ]
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the extraction; returns the exit code (1 when any clip failed, 2 on a usage error)."""
     args, beam_args = build_parser().parse_known_args(argv)
@@ -104,42 +87,12 @@ def run(argv: list[str] | None = None) -> int:
     if not config.spec.emotion_tuned:
         log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "
                     "trying the pipeline, not for emotion results", config.featurizer)
-    clips_staging = staging_dir(output)
-    faces_staging = staging_dir(args.frames_output) if args.frames_output else None
     options = pipeline_options(beam_args)
-    log.info("extracting %d clips from %s with %s on %s", len(refs), root, config.featurizer, runner_name(options))
-    started = time.perf_counter()
-    with beam.Pipeline(options=options) as pipeline:
-        describe_and_write(
-            pipeline | "ListClips" >> beam.Create(refs),
-            config, provenance, len(refs), str(clips_staging), str(faces_staging) if faces_staging else None,
-        )
-    schema = descriptor_table_schema(config.layout, provenance)
-    duplicates = deduplicate_shards(clips_staging, schema)
-    if duplicates:
-        log.warning("dropped %d rows written twice by retried bundles", duplicates)
-    lost = _missing_clip_rows(refs, set(read_column(clips_staging, "clip_id")))
-    if lost:
-        log.error("%d clips came back without a row; recorded as errors", len(lost))
-        write_shard([{**row, "descriptor": [0.0] * config.layout.length, "featurizer": config.featurizer} for row in lost],
-                    clips_staging, schema)
-    counts = status_counts(read_column(clips_staging, "status"))
-    frames = sum(read_column(clips_staging, "n_frames"))
-    elapsed = time.perf_counter() - started
-    summary = {"clips": len(refs), **counts, "frames": frames, "seconds": round(elapsed, 2),
-               "frames_per_second": round(frames / elapsed, 2) if elapsed else None,
-               "warnings": warnings, "runner": runner_name(options)}
-    publish(clips_staging, output, summary)
-    if faces_staging is not None:
-        publish(faces_staging, args.frames_output)
-    print(
-        f"{len(refs)} clips: {counts['ok']} ok, {counts['faceless']} faceless, {counts['error']} failed; "
-        f"{frames} frames in {elapsed:.1f} s ({summary['frames_per_second']} frames/s) -> {output}"
-    )
-    for clip_id, status, error in zip(read_column(output, "clip_id"), read_column(output, "status"), read_column(output, "error")):
-        if status == "error":
-            print(f"  failed: {clip_id}: {error}", file=sys.stderr)
-    return 1 if counts["error"] else 0
+    summary = run_extraction(refs, config, provenance, output, options, args.frames_output, warnings)
+    print(f"{summary.line()} -> {output}")
+    for clip_id, error in sorted(summary.failures.items()):
+        print(f"  failed: {clip_id}: {error}", file=sys.stderr)
+    return 1 if summary.error else 0
 
 
 if __name__ == "__main__":

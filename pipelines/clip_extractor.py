@@ -51,6 +51,30 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
     return out
 
 
+def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
+             fps: float | None = None) -> dict:
+    """The descriptor-table row of a clip; ``error`` set means status ``error`` and a zero descriptor."""
+    status = "error" if error else ("ok" if accumulator.has_face else "faceless")
+    return {
+        "clip_id": ref.clip_id,
+        "path": ref.path,
+        "dataset": ref.dataset,
+        "split": ref.split,
+        "label": ref.label,
+        "label_index": ref.label_index,
+        "n_frames": accumulator.n_frames,
+        "n_face_frames": accumulator.n_face_frames,
+        "n_faces": accumulator.n_faces,
+        "has_face": accumulator.has_face,
+        "descriptor": accumulator.descriptor(),
+        "featurizer": featurizer,
+        "status": status,
+        "error": error,
+        "max_faces_in_frame": accumulator.max_faces_in_frame,
+        "fps": fps,
+    }
+
+
 class ClipExtractor:
     """Holds the loaded detector and featurizer; built once per worker process."""
 
@@ -116,29 +140,10 @@ class ClipExtractor:
         if error is not None:
             accumulator = ClipAccumulator(self.layout)
             face_rows = []
-        status = "error" if error else ("ok" if accumulator.has_face else "faceless")
+        row = clip_row(ref, accumulator, self.spec.name, error, fps)
         elapsed = time.perf_counter() - started
         log.info(
-            "clip %s: %s, %d frames, %d with faces, %.1f frames/s",
-            ref.clip_id, status, accumulator.n_frames, accumulator.n_face_frames,
-            accumulator.n_frames / elapsed if elapsed > 0 else 0.0,
+            "clip %s: %s, %d frames, %d with faces, %.1f frames/s", ref.clip_id, row["status"],
+            accumulator.n_frames, accumulator.n_face_frames, accumulator.n_frames / elapsed if elapsed > 0 else 0.0,
         )
-        row = {
-            "clip_id": ref.clip_id,
-            "path": ref.path,
-            "dataset": ref.dataset,
-            "split": ref.split,
-            "label": ref.label,
-            "label_index": ref.label_index,
-            "n_frames": accumulator.n_frames,
-            "n_face_frames": accumulator.n_face_frames,
-            "n_faces": accumulator.n_faces,
-            "has_face": accumulator.has_face,
-            "descriptor": accumulator.descriptor(),
-            "featurizer": self.spec.name,
-            "status": status,
-            "error": error,
-            "max_faces_in_frame": accumulator.max_faces_in_frame,
-            "fps": fps,
-        }
         return ClipResult(row=row, face_rows=face_rows)

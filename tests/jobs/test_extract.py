@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SAMPLES, panning_frames, write_video
+from videos import SAMPLES, panning_frames, write_video
 from jobs import extract
 from pipelines.schema import read_provenance
 
