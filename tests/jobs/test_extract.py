@@ -1,6 +1,7 @@
 """End to end: the extraction job on the shipped sample and on bad inputs, on Beam's runners."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -134,3 +135,26 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
     assert extract.run(["--dataset", "afew", "--featurizer", "enet_b0_8_best_afew",
                         "--weights", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
+    root = tmp_path / "vgaf"
+    shutil.copytree(SAMPLES / "vgaf", root)
+    (root / "Val_labels.txt").write_text("Vid_name Label\n3_1 1\n4_2 7\n5_2 3\n9_9 2\n")
+    out = tmp_path / "out"
+    code = extract.run(["--dataset", "vgaf", "--data-root", str(root), "--output", str(out),
+                        "--frame-step", "25", "--runner", "DirectRunner"])
+    assert code == 1  # the label problems are failures a researcher must fix
+    df = table(out)
+    assert sorted(df.index) == ["1_1", "2_3", "3_1", "4_2", "5_2", "9_9"]
+    assert df.loc["1_1", "label"] == "Positive" and df.loc["2_3", "label_index"] == 2
+    ok = df[df.status == "ok"]
+    assert set(ok.index) == {"1_1", "2_3", "3_1"}
+    assert (ok.max_faces_in_frame >= 3).all() and (ok.n_faces >= 2 * ok.n_face_frames).all()
+    assert np.stack(ok.descriptor).shape == (3, 4 * 1280)
+    assert df.loc["5_2", "status"] == "faceless"
+    assert "unknown label '7'" in df.loc["4_2", "error"] and "no video named 9_9" in df.loc["9_9", "error"]
+    provenance = read_provenance(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert provenance["layout"]["blocks"]["std_of_frame_mean"] == [2560, 3840]
+    assert provenance["detector"]["min_face_size"] == 64 and provenance["detector"]["all_faces"]
+    assert provenance["classes"] == ["Positive", "Neutral", "Negative"]
