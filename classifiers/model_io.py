@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError
+from pipelines.output import write_atomically
 
 MODEL_FORMAT_VERSION = 1
 MODEL_FILE = "model.skops"
@@ -196,14 +196,7 @@ def _check_structure(pipeline: Any, model_file: Path) -> None:
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def _json_default(value: Any) -> Any:

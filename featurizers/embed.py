@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from featurizers.backends import Backend, make_network
 from featurizers.checkpoints import checkpoint_sha256, load_hsemotion_model
 from featurizers.errors import CheckpointFormatError
 from featurizers.registry import FeaturizerSpec, resolve_weights_path
@@ -95,24 +96,23 @@ class FaceEmbeddings:
 
 
 class FaceEmbedder:
-    """The featurizer network, run on batches of preprocessed faces."""
+    """The featurizer network on its backend, run on batches of preprocessed faces."""
 
-    def __init__(self, spec: FeaturizerSpec, model: torch.nn.Module, device: torch.device) -> None:
+    def __init__(self, spec: FeaturizerSpec, model: torch.nn.Module, device: torch.device,
+                 backend: Backend = "torch") -> None:
         self.spec = spec
-        self.device = device
-        self.model = model.to(device).eval()
+        self.model = model.eval()
+        self.network = make_network(self.model, device, spec.input_size, backend)
+        self.backend = type(self.network).__name__
 
-    @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> FaceEmbeddings:
         if len(batch) == 0:
             return FaceEmbeddings(np.zeros((0, self.spec.feature_dim), np.float32), None)
-        x = torch.from_numpy(batch).to(self.device)
-        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        pooled, logits = self.network(batch)
         scores = None
         if self.spec.head_outputs:
-            logits = self.model.get_classifier()(pooled)
             n_emotions = len(self.spec.emotion_classes)
             # Emotion logits become probabilities; valence/arousal (MTL models) stay as regressed.
-            scores = torch.cat([logits[:, :n_emotions].softmax(dim=1), logits[:, n_emotions:]], dim=1)
-            scores = scores.float().cpu().numpy()
-        return FaceEmbeddings(pooled.float().cpu().numpy(), scores)
+            emotions = torch.from_numpy(np.ascontiguousarray(logits[:, :n_emotions])).softmax(dim=1).numpy()
+            scores = np.concatenate([emotions, logits[:, n_emotions:]], axis=1)
+        return FaceEmbeddings(pooled, scores)

@@ -24,6 +24,7 @@ from classifiers.evaluation import (EvaluationSet, class_scores, evaluation_metr
                                     plot_confusion_matrices)
 from classifiers.model_io import TrainedModel, load_model
 from featurizers.errors import EmotiwError
+from jobs.job_setup import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -108,5 +109,5 @@ def _percent(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     sys.exit(run())

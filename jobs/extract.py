@@ -19,7 +19,7 @@ from featurizers.decode import FrameSampling
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
-from jobs.beam_options import pipeline_options
+from jobs.job_setup import configure_logging, pipeline_options
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
 from pipelines.extraction_run import run_extraction
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                        help="featurizer runtime: auto = ONNX Runtime on the CPU, torch on a GPU")
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
     return parser
 
@@ -61,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
         face_batch_size=args.batch_size,
         device=args.device,
+        backend=args.backend,
         group=args.group,
         with_face_rows=args.frames_output is not None,
     )
@@ -96,5 +99,5 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     sys.exit(run())

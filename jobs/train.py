@@ -19,6 +19,7 @@ from classifiers.model_io import ModelProvenance, save_model
 from classifiers.training import (CLASSIFIER_KINDS, DEFAULT_CV_FOLDS, fit_classifier, parse_C_grid,
                                   resolve_hyperparameters, search_C, training_set)
 from featurizers.errors import EmotiwError
+from jobs.job_setup import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -96,5 +97,5 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     sys.exit(run())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from featurizers.backends import Backend
 from featurizers.decode import FrameSampling
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
 from featurizers.registry import FeaturizerSpec, get_featurizer_spec
@@ -32,6 +33,8 @@ class ExtractionConfig:
     sampling: FrameSampling = FrameSampling()
     face_batch_size: int = 32
     device: str = "auto"
+    backend: Backend = "auto"
+    """Featurizer runtime: ONNX Runtime on the CPU and torch on a GPU (auto), or forced."""
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
     with_face_rows: bool = False
@@ -59,6 +62,7 @@ class ExtractionConfig:
             "featurizer_architecture": spec.architecture,
             "featurizer_input_size": spec.input_size,
             "featurizer_emotion_tuned": spec.emotion_tuned,
+            "featurizer_backend": self.backend,
             "weights_sha256": weights_sha256,
             "layout": self.layout.to_dict(),
             "detector": self.detector.to_dict(),

@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,28 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table
     return pa.table(columns, schema=schema)
 
 
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a hidden file beside ``path``, then rename it into place.
+
+    Readers see the old file or the new one, never half of one; a failed write leaves nothing.
+    (A plain unique name rather than ``mkstemp``, whose 0600 mode would make the file private.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_shard(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], schema: pa.Schema) -> str:
     """Write one uniquely named Parquet shard; returns its path."""
-    path = Path(folder) / f"part-{uuid.uuid4().hex}.parquet"
-    tmp = path.with_name("." + path.name + ".tmp")  # hidden until complete
-    pq.write_table(rows_to_table(rows, schema), tmp)
-    os.replace(tmp, path)
-    return str(path)
+    table = rows_to_table(rows, schema)
+    return str(write_atomically(Path(folder) / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(table, tmp)))
 
 
 def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:

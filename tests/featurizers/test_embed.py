@@ -102,3 +102,25 @@ def test_emotion_probabilities_come_from_the_checkpoints_own_head(astronaut):
 def test_a_checkpoint_of_the_wrong_width_is_refused_by_name():
     with pytest.raises(CheckpointFormatError, match="52-D features.*expects 1280-D"):
         load_network(get_featurizer_spec("enet_b0_8_best_afew"), TINY_B0)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_b0_avg_8.pt", "tiny_b2_max_7.pt"])
+def test_onnx_runtime_gives_the_torch_outputs_for_tf_same_padding_and_max_pooling(fixture):
+    from featurizers.backends import OnnxNetwork, TorchNetwork
+
+    model = load_hsemotion_model(TINY_B0.parent / fixture)
+    batch = np.random.default_rng(0).normal(size=(3, 3, 96, 96)).astype(np.float32)
+    onnx_features, onnx_logits = OnnxNetwork(model, 96)(batch)
+    torch_features, torch_logits = TorchNetwork(model, torch.device("cpu"))(batch)
+    assert onnx_features.shape == torch_features.shape and onnx_logits.shape == torch_logits.shape
+    np.testing.assert_allclose(onnx_features, torch_features, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_lite0_matches_torch_on_a_real_face(lite0_spec, astronaut):
+    model, _ = load_network(lite0_spec)
+    batch = preprocess_faces([astronaut[50:200, 150:280], astronaut[0:120, 0:90]], lite0_spec)
+    fast = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "onnx")
+    eager = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "torch")
+    assert fast.backend == "OnnxNetwork"
+    np.testing.assert_allclose(fast.embed(batch).features, eager.embed(batch).features, atol=1e-4, rtol=1e-4)

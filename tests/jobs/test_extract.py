@@ -24,8 +24,7 @@ def table(folder) -> pd.DataFrame:
 def afew_direct(tmp_path_factory):
     out = tmp_path_factory.mktemp("afew") / "direct"
     frames = out.parent / "frames"
-    code = extract.run(["--dataset", "afew", "--output", str(out), "--frames-output", str(frames), *FAST,
-                        "--runner", "DirectRunner"])
+    code = extract.run(["--dataset", "afew", "--output", str(out), "--frames-output", str(frames), *FAST])
     return code, out, frames
 
 
@@ -100,7 +99,7 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
     monkeypatch.setattr("pipelines.clip_extractor.iter_frame_chunks", failing_midway)
     out = tmp_path / "out"
     code = extract.run(["--dataset", "afew", "--data-root", str(bad_inputs), "--output", str(out),
-                        "--runner", "DirectRunner", "--batch-size", "4"])
+                        "--batch-size", "4"])
     assert code == 1
     df = table(out)
     assert sorted(df.index) == ["empty", "folder", "good", "midway", "text", "truncated"]
@@ -123,7 +122,7 @@ def test_no_partial_output_when_the_run_is_interrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr("pipelines.clip_extractor.ClipExtractor.process", interrupted)
     with pytest.raises(Exception):
-        extract.run(["--dataset", "afew", "--output", str(out), "--runner", "DirectRunner"])
+        extract.run(["--dataset", "afew", "--output", str(out)])
     assert not out.exists()
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert all(".incomplete-" in name for name in leftovers)
@@ -143,7 +142,7 @@ def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
     (root / "Val_labels.txt").write_text("Vid_name Label\n3_1 1\n4_2 7\n5_2 3\n9_9 2\n")
     out = tmp_path / "out"
     code = extract.run(["--dataset", "vgaf", "--data-root", str(root), "--output", str(out),
-                        "--frame-step", "25", "--runner", "DirectRunner"])
+                        "--frame-step", "25"])
     assert code == 1  # the label problems are failures a researcher must fix
     df = table(out)
     assert sorted(df.index) == ["1_1", "2_3", "3_1", "4_2", "5_2", "9_9"]
@@ -158,3 +157,16 @@ def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
     assert provenance["layout"]["blocks"]["std_of_frame_mean"] == [2560, 3840]
     assert provenance["detector"]["min_face_size"] == 64 and provenance["detector"]["all_faces"]
     assert provenance["classes"] == ["Positive", "Neutral", "Negative"]
+
+
+def test_runner_defaults_and_aliases():
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from jobs.job_setup import DASK_RUNNER, LOCAL_RUNNER, pipeline_options
+
+    def runner(args):
+        return pipeline_options(args).view_as(StandardOptions).runner
+
+    assert runner([]) == LOCAL_RUNNER
+    assert runner(["--runner", "dask"]) == runner(["--runner=Dask"]) == DASK_RUNNER
+    assert runner(["--runner", "DirectRunner"]) == "DirectRunner"

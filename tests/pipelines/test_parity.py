@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from videos import SAMPLES
 from featurizers.decode import FrameSampling
+from featurizers.embed import FaceEmbedder
 from pipelines.clip_extractor import ClipExtractor
 from pipelines.config import ExtractionConfig
 from pipelines.records import ClipRef
@@ -14,15 +16,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
-    "dataset, clip, step, tolerance",
+    "dataset, clip, step, tolerance, backend",
     [
-        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 1, 1e-4),
+        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 1, 1e-4, "onnx"),
+        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 2, 1e-4, "torch"),
         # Batched MTCNN moves landmarks by ~3e-5 px against one-frame calls, which can flip the
         # rounding of a few aligned pixels by one grey level: a slightly wider float tolerance.
-        ("vgaf", "vgaf/Train/2_3.mp4", 5, 1e-3),
+        ("vgaf", "vgaf/Train/2_3.mp4", 5, 1e-3, "onnx"),
     ],
 )
-def test_pipeline_descriptor_equals_the_plain_loop(dataset, clip, step, tolerance):
+def test_pipeline_descriptor_equals_the_plain_loop(dataset, clip, step, tolerance, backend):
     config = ExtractionConfig(
         dataset=dataset,
         featurizer="effnet_lite0_imagenet",
@@ -30,12 +33,13 @@ def test_pipeline_descriptor_equals_the_plain_loop(dataset, clip, step, toleranc
         sampling=FrameSampling(step=step, chunk_size=8),  # several chunks, so streaming is exercised
         face_batch_size=7,  # batches that cut across frames
         device="cpu",
+        backend=backend,
     )
     extractor = ClipExtractor(config)
     path = str(SAMPLES / clip)
     result = extractor.process(ClipRef("clip", path, dataset))
-    expected, n_frames = plain_loop_descriptor(path, extractor.detector, extractor.embedder, config.layout,
-                                               config.sampling)
+    eager = FaceEmbedder(extractor.spec, extractor.embedder.model, torch.device("cpu"), "torch")
+    expected, n_frames = plain_loop_descriptor(path, extractor.detector, eager, config.layout, config.sampling)
     assert result.row["status"] == "ok"
     assert result.row["n_frames"] == n_frames
     if dataset == "vgaf":
