@@ -1,0 +1,127 @@
+"""Frames per second of each extraction stage, end to end, and against the plain loop.
+
+    python benchmarks/benchmark_extraction.py                       # shipped AFEW sample
+    python benchmarks/benchmark_extraction.py --dataset vgaf        # shipped VGAF sample
+    python benchmarks/benchmark_extraction.py --dataset folder --data-root /videos --group
+
+Prints a table and writes it as JSON (``--save``, default ``benchmarks/results/<dataset>.json``)
+so that a change in speed shows in review. Stages are timed in one process, one after the
+other, on the same clips and settings; the end-to-end figure is ClipExtractor.process (what
+each Beam worker runs), without runner start-up. The plain loop is timed on the same clips
+and its descriptors are compared with the pipeline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from featurizers.decode import FrameSampling, iter_frame_chunks  # noqa: E402
+from featurizers.embed import FaceEmbedder  # noqa: E402
+from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS  # noqa: E402
+from pipelines.clip_extractor import ClipExtractor, faces_of_chunk  # noqa: E402
+from pipelines.config import ExtractionConfig  # noqa: E402
+from pipelines.datasets import SAMPLE_ROOT, list_clips  # noqa: E402
+from pipelines.reference_loop import plain_loop_descriptor  # noqa: E402
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=("afew", "vgaf", "folder"), default="afew")
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--group", action="store_true", help="folder: every face (VGAF-style)")
+    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
+    parser.add_argument("--weights")
+    parser.add_argument("--frame-step", type=int, default=1)
+    parser.add_argument("--max-clips", type=int, default=0, help="0: all clips")
+    parser.add_argument("--skip-plain-loop", action="store_true")
+    parser.add_argument("--save", type=Path, help="JSON file for the figures")
+    args = parser.parse_args(argv)
+
+    root = args.data_root or SAMPLE_ROOT / args.dataset
+    refs, _ = list_clips(args.dataset, root)
+    refs = [r for r in refs if r.problem is None][: args.max_clips or None]
+    config = ExtractionConfig(
+        dataset=args.dataset, featurizer=args.featurizer, weights=args.weights,
+        detector=ExtractionConfig.default_detector(args.dataset, args.group),
+        sampling=FrameSampling(step=args.frame_step), group=args.group,
+    )
+    extractor, load_s = timed(lambda: ClipExtractor(config))
+    align = config.layout.aggregation == "vgaf"
+
+    # Stage by stage: decode all, then detect all, then featurize all (same batching as the pipeline).
+    decode_s = detect_s = crop_s = featurize_s = 0.0
+    n_frames = n_faces = 0
+    for ref in refs:
+        chunks, seconds = timed(lambda: list(iter_frame_chunks(ref.path, config.sampling)))
+        decode_s += seconds
+        for chunk in chunks:
+            n_frames += len(chunk.frames)
+            detections, seconds = timed(lambda: extractor.detector.detect(chunk.frames))
+            detect_s += seconds
+            faces, seconds = timed(lambda: faces_of_chunk(chunk, detections, align))
+            crop_s += seconds
+            n_faces += len(faces.images)
+            if faces.images:
+                _, seconds = timed(lambda: extractor._embed(faces.images))
+                featurize_s += seconds
+
+    results, pipeline_s = timed(lambda: [extractor.process(ref) for ref in refs])
+    pipeline_frames = sum(r.row["n_frames"] for r in results)
+    report = {
+        "dataset": args.dataset, "data_root": str(root), "clips": len(refs), "featurizer": config.featurizer,
+        "frame_step": args.frame_step, "frames": n_frames, "faces": n_faces,
+        "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "torch": torch.__version__, "featurizer_backend": extractor.embedder.backend,
+        "model_load_s": round(load_s, 2),
+        "decode_fps": round(n_frames / decode_s, 1),
+        "detect_fps": round(n_frames / detect_s, 1),
+        "crop_or_align_faces_per_s": round(n_faces / crop_s, 1) if crop_s else None,
+        "featurize_faces_per_s": round(n_faces / featurize_s, 1) if featurize_s else None,
+        "pipeline_fps": round(pipeline_frames / pipeline_s, 2),
+    }
+    if not args.skip_plain_loop:
+        # The baseline as a researcher would write it: torch eager, one face per network call.
+        eager = FaceEmbedder(extractor.spec, extractor.embedder.model, torch.device("cpu"), "torch")
+        plain, plain_s = timed(lambda: [
+            plain_loop_descriptor(ref.path, extractor.detector, eager, config.layout, config.sampling)
+            for ref in refs
+        ])
+        diff = max(float(np.abs(r.row["descriptor"] - d).max()) for r, (d, _) in zip(results, plain))
+        report.update({
+            "plain_loop_fps": round(sum(n for _, n in plain) / plain_s, 2),
+            "speedup_vs_plain_loop": round((pipeline_frames / pipeline_s) / (sum(n for _, n in plain) / plain_s), 2),
+            "max_abs_descriptor_difference": diff,
+        })
+    report["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    save = args.save or Path(__file__).resolve().parent / "results" / f"{args.dataset}.json"
+    save.parent.mkdir(parents=True, exist_ok=True)
+    save.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
