@@ -170,3 +170,19 @@ def test_runner_defaults_and_aliases():
     assert runner([]) == LOCAL_RUNNER
     assert runner(["--runner", "dask"]) == runner(["--runner=Dask"]) == DASK_RUNNER
     assert runner(["--runner", "DirectRunner"]) == "DirectRunner"
+
+
+def test_models_load_once_per_worker_process_not_per_clip_or_bundle(tmp_path, monkeypatch):
+    from pipelines.clip_extractor import ClipExtractor
+
+    built = []
+    original = ClipExtractor.__init__
+
+    def counting_init(self, config):
+        built.append(config.featurizer)
+        original(self, config)
+
+    monkeypatch.setattr(ClipExtractor, "__init__", counting_init)
+    code = extract.run(["--dataset", "afew", "--output", str(tmp_path / "out"), "--frame-step", "25"])
+    assert code == 0 and len(table(tmp_path / "out")) == 6
+    assert built == ["effnet_lite0_imagenet"]

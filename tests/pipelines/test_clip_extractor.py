@@ -1,0 +1,32 @@
+"""How ClipExtractor uses its models: faces batched across frames, memory bounded by the chunk."""
+
+import math
+
+import pytest
+
+from videos import SAMPLES
+from featurizers.decode import FrameSampling
+from pipelines.clip_extractor import ClipExtractor
+from pipelines.config import ExtractionConfig
+from pipelines.records import ClipRef
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_crowd_is_embedded_in_batches_across_frames_not_one_call_per_face():
+    config = ExtractionConfig(dataset="vgaf", featurizer="effnet_lite0_imagenet",
+                              detector=ExtractionConfig.default_detector("vgaf"),
+                              sampling=FrameSampling(step=5, chunk_size=32), face_batch_size=16)
+    extractor = ClipExtractor(config)
+    calls = []
+    network = extractor.embedder.network
+
+    def counting(batch):
+        calls.append(len(batch))
+        return network(batch)
+
+    extractor.embedder.network = counting
+    row = extractor.process(ClipRef("2_3", str(SAMPLES / "vgaf" / "Train" / "2_3.mp4"), "vgaf")).row
+    assert row["n_frames"] == 10 and row["n_faces"] >= 20  # one chunk of 10 frames, several faces each
+    assert len(calls) == math.ceil(row["n_faces"] / 16) < row["n_face_frames"]
+    assert max(calls) == 16
