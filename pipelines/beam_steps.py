@@ -41,8 +41,14 @@ class DescribeClipsFn(beam.DoFn):
     def process(self, ref: ClipRef) -> Iterator[ClipResult]:
         result = self._extractor.process(ref)
         self._done += 1
-        beam.metrics.Metrics.counter("clips", result.row["status"]).inc()
-        log.info("progress (pid %d): %d clips done in this worker, %d listed in all", os.getpid(), self._done, self._total)
+        row = result.row
+        beam.metrics.Metrics.counter("clips", row["status"]).inc()
+        # With several workers each counts its own clips: the pid tells the lines apart.
+        log.info(
+            "[%d of %d clips, worker %d] %s: %s, %d frames (%d with faces), %.1f frames/s",
+            self._done, self._total, os.getpid(), row["clip_id"], row["status"], row["n_frames"],
+            row["n_face_frames"], row["n_frames"] / result.seconds if result.seconds > 0 else 0.0,
+        )
         yield result
 
 

@@ -141,9 +141,4 @@ class ClipExtractor:
             accumulator = ClipAccumulator(self.layout)
             face_rows = []
         row = clip_row(ref, accumulator, self.spec.name, error, fps)
-        elapsed = time.perf_counter() - started
-        log.info(
-            "clip %s: %s, %d frames, %d with faces, %.1f frames/s", ref.clip_id, row["status"],
-            accumulator.n_frames, accumulator.n_face_frames, accumulator.n_frames / elapsed if elapsed > 0 else 0.0,
-        )
-        return ClipResult(row=row, face_rows=face_rows)
+        return ClipResult(row=row, face_rows=face_rows, seconds=time.perf_counter() - started)

@@ -25,3 +25,5 @@ class ClipResult:
 
     row: dict[str, Any]
     face_rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    """Time the worker spent on the clip, for progress reporting."""
