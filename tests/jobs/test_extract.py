@@ -13,6 +13,7 @@ from jobs import extract
 from pipelines.schema import read_provenance
 
 pytestmark = pytest.mark.slow
+REPO_FIXTURES = SAMPLES.parent / "tests" / "fixtures" / "checkpoints"
 FAST = ["--frame-step", "5"]  # same settings on both sides of every comparison; keeps CI short
 
 
@@ -186,3 +187,28 @@ def test_models_load_once_per_worker_process_not_per_clip_or_bundle(tmp_path, mo
     code = extract.run(["--dataset", "afew", "--output", str(tmp_path / "out"), "--frame-step", "25"])
     assert code == 0 and len(table(tmp_path / "out")) == 6
     assert built == ["effnet_lite0_imagenet"]
+
+
+def test_hsemotion_checkpoint_end_to_end_gives_emotion_traces(tmp_path, monkeypatch):
+    """The HSEmotion path on a tiny timm-0.9 checkpoint: weights by --weights, emotion probabilities per face."""
+    from dataclasses import replace
+
+    from featurizers import registry
+    from featurizers.checkpoints import checkpoint_sha256
+
+    tiny = replace(registry.FEATURIZERS["enet_b0_8_best_afew"], name="tiny_b0_avg_8", feature_dim=52)
+    monkeypatch.setitem(registry.FEATURIZERS, tiny.name, tiny)
+    weights = REPO_FIXTURES / "tiny_b0_avg_8.pt"
+    out, frames = tmp_path / "out", tmp_path / "frames"
+    code = extract.run(["--dataset", "afew", "--featurizer", tiny.name, "--weights", str(weights.parent),
+                        "--output", str(out), "--frames-output", str(frames), "--frame-step", "10"])
+    assert code == 0
+    df = table(out)
+    assert np.stack(df.descriptor).shape == (6, 4 * 52)
+    provenance = read_provenance(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert provenance["weights_sha256"] == checkpoint_sha256(weights)
+    faces = pd.read_parquet(frames)
+    emotions = [f"p_{c.lower()}" for c in tiny.head_outputs]
+    assert emotions[0] == "p_anger" and set(emotions) <= set(faces.columns)
+    assert np.allclose(faces[emotions].sum(axis=1), 1.0, atol=1e-5)
+    assert len(faces) == df.n_faces.sum()
