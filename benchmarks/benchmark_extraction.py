@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             crop_s += seconds
             n_faces += len(faces.images)
             if faces.images:
-                _, seconds = timed(lambda: extractor._embed(faces.images))
+                _, seconds = timed(lambda: extractor.embed_faces(faces.images))
                 featurize_s += seconds
 
     results, pipeline_s = timed(lambda: [extractor.process(ref) for ref in refs])

@@ -88,7 +88,8 @@ class ClipExtractor:
         self.layout = config.layout
         self._align = self.layout.aggregation == "vgaf"
 
-    def _embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    def embed_faces(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (N, D) and head scores (or None) of face images, in batches of the configured size."""
         size = self.config.face_batch_size
         features, scores = [], []
         for start in range(0, len(images), size):
@@ -130,7 +131,7 @@ class ClipExtractor:
                     faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
                         continue
-                    features, scores = self._embed(faces.images)
+                    features, scores = self.embed_faces(faces.images)
                     accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
                     if self.config.with_face_rows:
                         face_rows += self._face_rows(ref, chunk, faces, scores)

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import pyarrow as pa
 
 DatasetKind = Literal["afew", "vgaf", "folder"]
-ClipStatus = Literal["ok", "faceless", "error"]
 PROVENANCE_KEY = b"emotiw_video"
 
 AFEW_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
@@ -83,10 +82,7 @@ def descriptor_table_schema(layout: DescriptorLayout, provenance: dict[str, Any]
     return pa.schema(fields, metadata=metadata)
 
 
-FRAME_TABLE_COLUMNS = ("clip_id", "frame_index", "time_s", "face_index", "box", "probability")
-
-
-def frame_table_schema(emotion_classes: tuple[str, ...]) -> pa.Schema:
+def frame_table_schema(score_names: tuple[str, ...]) -> pa.Schema:
     """Per-face rows written on request (``--frames-output``): the emotion trace users plot."""
     fields = [
         pa.field("clip_id", pa.string(), nullable=False),
@@ -96,7 +92,7 @@ def frame_table_schema(emotion_classes: tuple[str, ...]) -> pa.Schema:
         pa.field("box", pa.list_(pa.float32(), 4), nullable=False),
         pa.field("probability", pa.float32(), nullable=False),
     ]
-    fields += [pa.field(f"p_{name.lower()}", pa.float32()) for name in emotion_classes]
+    fields += [pa.field(f"p_{name.lower()}", pa.float32()) for name in score_names]
     return pa.schema(fields)
 
 

@@ -1,13 +1,9 @@
-"""Fixtures shared by the test suite: real photographs, tiny clips and the loaded offline models."""
+"""Fixtures shared by the test suite: a real photograph and the loaded offline featurizer."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-from videos import panning_frames, write_video
 
 
 @pytest.fixture(scope="session")
@@ -15,12 +11,6 @@ def astronaut() -> np.ndarray:
     import skimage.data
 
     return skimage.data.astronaut()
-
-
-@pytest.fixture(scope="session")
-def face_clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
-    """A 12-frame clip of a real face (scikit-image's astronaut photograph)."""
-    return write_video(tmp_path_factory.mktemp("clips") / "face.avi", panning_frames(astronaut, 12))
 
 
 @pytest.fixture(scope="session")
