@@ -74,11 +74,20 @@ def run_extraction(
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing %d clips with %s on %s", len(refs), config.featurizer, runner)
     started = time.perf_counter()
-    with beam.Pipeline(options=options) as pipeline:
-        describe_and_write(
-            pipeline | "ListClips" >> beam.Create(refs),
-            config, provenance, len(refs), str(clips_staging), str(faces_staging) if faces_staging else None,
-        )
+    pipeline = beam.Pipeline(options=options)
+    describe_and_write(
+        pipeline | "ListClips" >> beam.Create(refs),
+        config, provenance, len(refs), str(clips_staging), str(faces_staging) if faces_staging else None,
+    )
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        # Beam's Dask runner leaves its distributed client open (and with it the local cluster
+        # it started when no address was given); close it so workers do not outlive the job.
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
     schema = descriptor_table_schema(config.layout, provenance)
     duplicates = deduplicate_shards(clips_staging, schema)
     if duplicates:

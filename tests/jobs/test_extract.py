@@ -60,11 +60,19 @@ def test_frames_output_has_a_row_per_detected_face(afew_direct):
     assert np.allclose(faces.time_s, faces.frame_index / 25.0)
 
 
-def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path):
+@pytest.mark.parametrize("cluster", ["local", "address"])
+def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, cluster):
+    """``--runner dask`` on a local distributed cluster, or on the cluster at --dask_client_address."""
     _, direct, _ = afew_direct
     out = tmp_path / "dask"
-    code = extract.run(["--dataset", "afew", "--output", str(out), *FAST,
-                        "--runner", "dask", "--dask_npartitions", "2"])
+    argv = ["--dataset", "afew", "--output", str(out), *FAST, "--runner", "dask", "--dask_npartitions", "2"]
+    if cluster == "address":
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as running:
+            code = extract.run([*argv, "--dask_client_address", running.scheduler_address])
+    else:
+        code = extract.run(argv)
     assert code == 0
     a, b = table(direct), table(out)
     assert list(a.index) == list(b.index) and (a.status == b.status).all()
