@@ -163,7 +163,7 @@ def untrusted_types(model_file: str | Path) -> list[str]:
     """
     try:
         by_skops = set(sio.get_untrusted_types(file=model_file))
-        sklearn_types = {name for name in _types_in_schema(model_file) if name.startswith("sklearn.")}
+        sklearn_types = {name for name in _types_in_schema(Path(model_file)) if name.startswith("sklearn.")}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointFormatError(f"{model_file} is not a readable skops model: {exc}") from exc
     return sorted((by_skops | sklearn_types) - TRUSTED_TYPES)
@@ -188,8 +188,8 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def _check_structure(pipeline: Any, model_file: Path) -> None:
-    steps = getattr(pipeline, "steps", None)
-    if (not isinstance(pipeline, Pipeline) or len(steps) != 2 or not isinstance(steps[0][1], Normalizer)
+    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
+    if (len(steps) != 2 or not isinstance(steps[0][1], Normalizer)
             or not isinstance(steps[1][1], CLASSIFIER_TYPES)):
         raise CheckpointFormatError(f"{model_file} does not hold a Normalizer -> classifier pipeline "
                                     f"(found {pipeline!r}); was it written by jobs.train?")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class _FeaturesAndLogits(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a timm EfficientNet: forward_features, forward_head, get_classifier
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
@@ -60,7 +60,8 @@ class OnnxNetwork:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
             torch.onnx.export(
-                net, (torch.zeros(1, 3, input_size, input_size),), buffer, dynamo=False, opset_version=17,
+                net, (torch.zeros(1, 3, input_size, input_size),), buffer,  # type: ignore[arg-type]
+                dynamo=False, opset_version=17,
                 input_names=["faces"], output_names=["features", "logits"],
                 dynamic_axes={"faces": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}},
             )

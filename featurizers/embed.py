@@ -23,7 +23,7 @@ def preprocess_face(face: np.ndarray, spec: FeaturizerSpec) -> np.ndarray:
     reference's torchvision Resize did on PIL images), scale to [0, 1], then mean/std.
     """
     size = spec.input_size
-    resized = np.asarray(Image.fromarray(face).resize((size, size), Image.BILINEAR), dtype=np.float32)
+    resized = np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
     normalised = (resized / 255.0 - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 

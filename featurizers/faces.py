@@ -71,7 +71,8 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     out_h, out_w = size
     inverse = _TO_PIL_CENTRES @ np.linalg.inv(matrix) @ _FROM_PIL_CENTRES
     warped = Image.fromarray(np.ascontiguousarray(image)).transform(
-        (out_w, out_h), Image.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BILINEAR, fillcolor=(0, 0, 0)
+        (out_w, out_h), Image.Transform.AFFINE, data=tuple(inverse[:2].ravel()),
+        resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0),
     )
     return np.asarray(warped)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.utils import shared
 
+from pipelines.clip_extractor import ClipExtractor
 from pipelines.config import ExtractionConfig
 from pipelines.output import write_shard
 from pipelines.records import ClipRef, ClipResult
@@ -29,16 +30,15 @@ class DescribeClipsFn(beam.DoFn):
         self._config = config
         self._total = total_clips
         self._shared = shared.Shared()
-        self._extractor = None
+        self._extractor: ClipExtractor | None = None
         self._done = 0
 
     def setup(self) -> None:
-        from pipelines.clip_extractor import ClipExtractor
-
         # Shared: every DoFn instance of this process reuses one loaded model.
         self._extractor = self._shared.acquire(lambda: _Holder(ClipExtractor(self._config))).extractor
 
     def process(self, ref: ClipRef) -> Iterator[ClipResult]:
+        assert self._extractor is not None, "setup() loads the models before process()"
         result = self._extractor.process(ref)
         self._done += 1
         row = result.row

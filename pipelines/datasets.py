@@ -149,10 +149,10 @@ def list_vgaf(root: Path, split: str = "all") -> tuple[list[ClipRef], list[str]]
             missing = sorted((set(label_file.labels) | set(label_file.problems)) - seen)
             folder_name = folder or root / VGAF_SPLIT_FOLDERS[name][0]
             for stem in missing:
-                index = label_file.labels.get(stem)
+                listed = label_file.labels.get(stem)
                 refs.append(ClipRef(
                     stem, str(folder_name / stem), "vgaf", name,
-                    VGAF_CLASSES[index] if index is not None else None, index,
+                    VGAF_CLASSES[listed] if listed is not None else None, listed,
                     problem=f"listed in {label_path} but no video named {stem}.* in {folder_name}",
                 ))
     if not found_any:

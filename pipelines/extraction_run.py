@@ -9,7 +9,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -110,6 +109,6 @@ def run_extraction(
         seconds=time.perf_counter() - started, runner=runner, warnings=list(warnings or []), failures=failures,
     )
     publish(clips_staging, output, summary.to_dict())
-    if faces_staging is not None:
-        publish(faces_staging, Path(frames_output))
+    if faces_staging is not None and frames_output is not None:
+        publish(faces_staging, frames_output)
     return summary
