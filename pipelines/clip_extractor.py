@@ -22,6 +22,7 @@ from pipelines.config import ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 30.0
 
 
 @dataclass
@@ -125,9 +126,14 @@ class ClipExtractor:
         error = ref.problem
         if error is None:
             try:
+                last_report = started
                 for chunk in iter_frame_chunks(ref.path, self.config.sampling):
                     fps = chunk.native_fps
                     accumulator.add_frames(len(chunk.frames))
+                    if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
+                        last_report = time.perf_counter()
+                        log.info("clip %s: %d frames so far, %.1f frames/s", ref.clip_id, accumulator.n_frames,
+                                 accumulator.n_frames / (last_report - started))
                     faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
                         continue
