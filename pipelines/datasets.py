@@ -62,6 +62,10 @@ def list_afew(root: Path, split: str = "all") -> list[ClipRef]:
             continue
         found_any = True
         entries = [p for p in _visible_entries(folder) if not p.name.startswith(AFEW_DERIVED_PREFIX)]
+        if name == "test":  # the test split is distributed unlabelled, its videos directly in the folder
+            unlabelled = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
+            refs += [ClipRef(p.stem, str(p), "afew", name) for p in unlabelled]
+            entries = [p for p in entries if p not in unlabelled]
         unknown = [p.name for p in entries if p.name not in AFEW_CLASSES]
         if unknown:
             raise DatasetLayoutError(

@@ -89,3 +89,14 @@ def test_folder_listing_is_recursive_and_case_insensitive(tmp_path):
     touch(tmp_path / "notes.txt")
     touch(tmp_path / ".hidden" / "z.mp4")
     assert sorted(r.clip_id for r in list_folder(tmp_path)) == ["x", "y"]
+
+
+def test_afew_test_split_is_unlabelled_videos_directly_in_the_folder(tmp_path):
+    touch(tmp_path / "Train_AFEW" / "Happy" / "001.avi")
+    touch(tmp_path / "Test_AFEW" / "900.avi")
+    refs = {r.clip_id: r for r in list_afew(tmp_path)}
+    assert (refs["900"].split, refs["900"].label, refs["900"].label_index) == ("test", None, None)
+    assert refs["001"].label == "Happy"
+    touch(tmp_path / "Train_AFEW" / "stray.avi")  # in a labelled split, a loose video is a layout error
+    with pytest.raises(DatasetLayoutError, match="stray.avi"):
+        list_afew(tmp_path)
