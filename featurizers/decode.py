@@ -50,14 +50,6 @@ class FrameChunk:
     native_fps: float
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    n_frames: int
-    fps: float
-    width: int
-    height: int
-
-
 def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
     import decord
 
@@ -77,13 +69,6 @@ def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Frame count, rate and size, read from the container without decoding the clip."""
-    reader = _open(path)
-    height, width = reader[0].shape[:2] if len(reader) else (0, 0)
-    return VideoInfo(n_frames=len(reader), fps=float(reader.get_avg_fps()), width=width, height=height)
 
 
 def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> Iterator[FrameChunk]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from videos import panning_frames, write_video
-from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video
+from featurizers.decode import FrameSampling, iter_frame_chunks
 from featurizers.errors import VideoDecodeError
 
 
@@ -30,12 +30,6 @@ def test_frame_step_and_target_fps(counting_clip):
     assert stepped.tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
     by_rate = np.concatenate([c.frame_indices for c in iter_frame_chunks(counting_clip, FrameSampling(target_fps=2.5))])
     assert by_rate.tolist() == [0, 4, 8, 12, 16, 20, 24, 28]  # 10 fps / 2.5 fps -> every 4th
-
-
-def test_probe(counting_clip):
-    info = probe_video(counting_clip)
-    assert (info.n_frames, info.width, info.height) == (30, 64, 48)
-    assert info.fps == pytest.approx(10)
 
 
 def test_bad_sampling_is_rejected():
