@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from featurizers.backends import Backend, make_network
-from featurizers.checkpoints import checkpoint_sha256, load_hsemotion_model
+from featurizers.checkpoints import load_hsemotion_model
 from featurizers.errors import CheckpointFormatError
 from featurizers.registry import FeaturizerSpec, resolve_weights_path
 
@@ -62,8 +62,8 @@ def _load_package_lite0(spec: FeaturizerSpec, path: Path) -> torch.nn.Module:
     return model
 
 
-def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = None) -> tuple[torch.nn.Module, str]:
-    """Build the featurizer's network with its weights; returns the model and the weights' sha256."""
+def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = None) -> torch.nn.Module:
+    """Build the featurizer's network with its weights, checked against the registry's feature width."""
     path = resolve_weights_path(spec, weights)
     if spec.source == "package":
         model = _load_package_lite0(spec, path)
@@ -74,7 +74,7 @@ def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = 
         raise CheckpointFormatError(
             f"{path}: network gives {features}-D features, but featurizer {spec.name} expects {spec.feature_dim}-D"
         )
-    return model.eval(), checkpoint_sha256(path)
+    return model.eval()
 
 
 def select_device(requested: str = "auto") -> torch.device:

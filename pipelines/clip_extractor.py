@@ -83,7 +83,7 @@ class ClipExtractor:
         self.config = config
         self.spec = config.spec
         device = select_device(config.device)
-        model, self.weights_sha256 = load_network(self.spec, config.weights)
+        model = load_network(self.spec, config.weights)
         self.embedder = FaceEmbedder(self.spec, model, device, config.backend)
         self.detector = FaceDetector(config.detector, device)
         self.layout = config.layout

@@ -26,5 +26,5 @@ def lite0_embedder(lite0_spec):
 
     from featurizers.embed import FaceEmbedder, load_network
 
-    model, _ = load_network(lite0_spec)
+    model = load_network(lite0_spec)
     return FaceEmbedder(lite0_spec, model, torch.device("cpu"))

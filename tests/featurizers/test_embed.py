@@ -118,7 +118,7 @@ def test_onnx_runtime_gives_the_torch_outputs_for_tf_same_padding_and_max_poolin
 
 
 def test_onnx_lite0_matches_torch_on_a_real_face(lite0_spec, astronaut):
-    model, _ = load_network(lite0_spec)
+    model = load_network(lite0_spec)
     batch = preprocess_faces([astronaut[50:200, 150:280], astronaut[0:120, 0:90]], lite0_spec)
     fast = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "onnx")
     eager = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "torch")
