@@ -18,7 +18,8 @@ from pipelines.aggregate import ClipAccumulator
 from pipelines.beam_steps import describe_and_write
 from pipelines.clip_extractor import clip_row
 from pipelines.config import ExtractionConfig
-from pipelines.output import deduplicate_shards, publish, read_column, staging_dir, status_counts, write_shard
+from pipelines.output import (deduplicate_shards, publish, read_column, read_columns, staging_dir, status_counts,
+                              write_shard)
 from pipelines.records import ClipRef
 from pipelines.schema import descriptor_table_schema
 
@@ -98,14 +99,14 @@ def run_extraction(
         empty = ClipAccumulator(config.layout)
         write_shard([clip_row(r, empty, config.featurizer, "no result came back from the runner") for r in lost],
                     clips_staging, schema)
-    statuses = read_column(clips_staging, "status")
+    table = read_columns(clips_staging, ["clip_id", "status", "error", "n_frames"])
     failures = {
         clip_id: error
-        for clip_id, status, error in zip(read_column(clips_staging, "clip_id"), statuses, read_column(clips_staging, "error"))
+        for clip_id, status, error in zip(table["clip_id"], table["status"], table["error"])
         if status == "error"
     }
     summary = ExtractionSummary(
-        clips=len(refs), **status_counts(statuses), frames=sum(read_column(clips_staging, "n_frames")),
+        clips=len(refs), **status_counts(table["status"]), frames=sum(table["n_frames"]),
         seconds=time.perf_counter() - started, runner=runner, warnings=list(warnings or []), failures=failures,
     )
     publish(clips_staging, output, summary.to_dict())

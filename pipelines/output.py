@@ -66,11 +66,18 @@ def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(folder).glob("part-*.parquet"))
 
 
-def read_column(folder: str | os.PathLike[str], column: str) -> list[Any]:
-    values: list[Any] = []
+def read_columns(folder: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Some columns of every shard, in one pass over the shards."""
+    values: dict[str, list[Any]] = {column: [] for column in columns}
     for path in shard_paths(folder):
-        values += pq.read_table(path, columns=[column]).column(column).to_pylist()
+        table = pq.read_table(path, columns=list(columns))
+        for column in columns:
+            values[column] += table.column(column).to_pylist()
     return values
+
+
+def read_column(folder: str | os.PathLike[str], column: str) -> list[Any]:
+    return read_columns(folder, [column])[column]
 
 
 def staging_dir(output: str | os.PathLike[str]) -> Path:
