@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from featurizers.decode import FrameSampling
+from featurizers.backends import BACKENDS
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                        help="featurizer runtime: auto = ONNX Runtime on the CPU, torch on a GPU")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
     return parser
 

@@ -34,6 +34,7 @@ from classifiers.model_io import MODEL_FILE, TrainedModel, load_model
 from classifiers.scoring import (SCORES_FILE, ArchiveVideo, ScoringPlan, extraction_config_for_model,
                                  merge_scores, plan_scoring, predict_clips, read_scores, scored_rows,
                                  scores_metadata, scores_schema, stat_videos, write_scores)
+from featurizers.backends import BACKENDS
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import resolve_weights_path
@@ -58,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "$EMOTIW_WEIGHTS_DIR); must be the file the model was trained with")
     parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                        help="featurizer runtime: auto = ONNX Runtime on the CPU, torch on a GPU")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
     return parser
 
 

@@ -20,7 +20,7 @@ from pipelines.schema import DescriptorLayout
 
 def plain_loop_models(detector: DetectorConfig, spec: FeaturizerSpec, model: torch.nn.Module) -> tuple[FaceDetector, FaceEmbedder]:
     """The baseline's models as a researcher would use them: stock MTCNN, torch eager on the CPU."""
-    return (FaceDetector(detector, "cpu", channels_last=False),
+    return (FaceDetector(detector, "cpu", engine="facenet"),
             FaceEmbedder(spec, model, torch.device("cpu"), backend="torch"))
 
 

@@ -104,23 +104,47 @@ def test_a_checkpoint_of_the_wrong_width_is_refused_by_name():
         load_network(get_featurizer_spec("enet_b0_8_best_afew"), TINY_B0)
 
 
+@pytest.mark.parametrize("runtime", ["OnnxNetwork", "OpenVinoNetwork"])
 @pytest.mark.parametrize("fixture", ["tiny_b0_avg_8.pt", "tiny_b2_max_7.pt"])
-def test_onnx_runtime_gives_the_torch_outputs_for_tf_same_padding_and_max_pooling(fixture):
-    from featurizers.backends import OnnxNetwork, TorchNetwork
+def test_cpu_runtimes_give_the_torch_outputs_for_tf_same_padding_and_max_pooling(fixture, runtime):
+    from featurizers import backends
 
     model = load_hsemotion_model(TINY_B0.parent / fixture)
     batch = np.random.default_rng(0).normal(size=(3, 3, 96, 96)).astype(np.float32)
-    onnx_features, onnx_logits = OnnxNetwork(model, 96)(batch)
-    torch_features, torch_logits = TorchNetwork(model, torch.device("cpu"))(batch)
-    assert onnx_features.shape == torch_features.shape and onnx_logits.shape == torch_logits.shape
-    np.testing.assert_allclose(onnx_features, torch_features, atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+    fast_features, fast_logits = getattr(backends, runtime)(backends.export_onnx(model, 96))(batch)
+    torch_features, torch_logits = backends.TorchNetwork(model, torch.device("cpu"))(batch)
+    assert fast_features.shape == torch_features.shape and fast_logits.shape == torch_logits.shape
+    np.testing.assert_allclose(fast_features, torch_features, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(fast_logits, torch_logits, atol=1e-4, rtol=1e-4)
 
 
-def test_onnx_lite0_matches_torch_on_a_real_face(lite0_spec, astronaut):
+@pytest.mark.parametrize("backend, runtime", [("onnx", "OnnxNetwork"), ("openvino", "OpenVinoNetwork"),
+                                              ("auto", "OpenVinoNetwork")])
+def test_cpu_runtimes_match_torch_on_real_faces_of_any_batch_size(lite0_spec, astronaut, backend, runtime):
     model = load_network(lite0_spec)
-    batch = preprocess_faces([astronaut[50:200, 150:280], astronaut[0:120, 0:90]], lite0_spec)
-    fast = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "onnx")
     eager = FaceEmbedder(lite0_spec, model, torch.device("cpu"), "torch")
-    assert fast.backend == "OnnxNetwork"
-    np.testing.assert_allclose(fast.embed(batch).features, eager.embed(batch).features, atol=1e-4, rtol=1e-4)
+    fast = FaceEmbedder(lite0_spec, model, torch.device("cpu"), backend)
+    assert fast.backend == runtime
+    faces = [astronaut[50:200, 150:280], astronaut[0:120, 0:90], astronaut[300:400, 100:260]]
+    for n in (2, 3, 1):  # the batch size changes between calls
+        batch = preprocess_faces(faces[:n], lite0_spec)
+        np.testing.assert_allclose(fast.embed(batch).features, eager.embed(batch).features, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_falls_back_to_onnx_runtime_when_openvino_cannot_run(lite0_spec, monkeypatch, caplog):
+    from featurizers import backends
+
+    def broken(onnx_model: bytes) -> None:
+        raise ImportError("No module named 'openvino'")
+
+    monkeypatch.setattr(backends, "OpenVinoNetwork", broken)
+    network = backends.make_network(load_network(lite0_spec), torch.device("cpu"), 224, "auto")
+    assert type(network).__name__ == "OnnxNetwork"
+    assert "openvino could not run the featurizer" in caplog.text
+
+
+def test_an_unknown_backend_is_refused_by_name(lite0_spec):
+    from featurizers.backends import make_network
+
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        make_network(load_network(lite0_spec), torch.device("cpu"), 224, "tensorrt")  # type: ignore[arg-type]
