@@ -8,15 +8,14 @@ and torch on a GPU. Each returns the global-pool features and the head's logits 
 
 from __future__ import annotations
 
-import io
 import logging
-import threading
-import warnings
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from featurizers.runtimes import OpenVinoModel, onnx_graph
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +52,9 @@ class TorchNetwork:
 
 
 def export_onnx(model: nn.Module, input_size: int) -> bytes:
-    """The network as an ONNX graph in memory, batch size left free."""
-    net = _FeaturesAndLogits(model).cpu().eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(
-            net, (torch.zeros(1, 3, input_size, input_size),), buffer,  # type: ignore[arg-type]
-            dynamo=False, opset_version=17,
-            input_names=["faces"], output_names=["features", "logits"],
-            dynamic_axes={"faces": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}},
-        )
-    return buffer.getvalue()
+    """The featurizer as an ONNX graph in memory, batch size left free."""
+    return onnx_graph(_FeaturesAndLogits(model), torch.zeros(1, 3, input_size, input_size), "faces",
+                      ["features", "logits"], {"faces": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}})
 
 
 class OnnxNetwork:
@@ -84,26 +74,14 @@ class OnnxNetwork:
 
 
 class OpenVinoNetwork:
-    """The exported network compiled by OpenVINO for the CPU, in float32 (no reduced precision)."""
+    """The exported network compiled by OpenVINO for the CPU."""
 
     def __init__(self, onnx_model: bytes) -> None:
-        import openvino
-
-        core = openvino.Core()
-        self._compiled = core.compile_model(core.read_model(onnx_model), "CPU", {
-            "PERFORMANCE_HINT": "LATENCY",  # one request using every thread; THROUGHPUT was 2.5x slower here
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": "f32",  # some CPUs would otherwise run bf16
-        })
-        self._requests = threading.local()  # an infer request must not be shared between threads
+        self._model = OpenVinoModel(onnx_model)
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        request = getattr(self._requests, "request", None)
-        if request is None:
-            request = self._requests.request = self._compiled.create_infer_request()
-        outputs = request.infer({"faces": np.ascontiguousarray(batch, np.float32)})
-        return (np.array(outputs[self._compiled.output("features")]),
-                np.array(outputs[self._compiled.output("logits")]))
+        pooled, logits = self._model(batch)
+        return pooled, logits
 
 
 def make_network(model: nn.Module, device: torch.device, input_size: int, backend: Backend = "auto") -> FaceNetwork:

@@ -1,10 +1,12 @@
 """MTCNN's three-stage cascade, driven for throughput on the CPU.
 
-facenet-pytorch's ``detect_face`` runs R-Net on every candidate of a batch of frames at once
-(about 1000 for 32 AFEW frames), which on the CPU spills the activations out of the caches,
-and resizes each candidate's crop through ``interpolate`` with tensor indexing, about 80 us a
-box. Here the networks run in NHWC memory layout and in cache-sized micro-batches, and crops
-go straight to the pooling kernel: detection is about twice as fast on 2 cores.
+facenet-pytorch's ``detect_face`` resizes every candidate box through ``interpolate`` with
+tensor indexing (about 80 us a box, ~30 boxes a frame), builds its pyramid from a float copy
+of the frames, and runs R-Net on every candidate of a batch at once (about 1000 for 32 AFEW
+frames), which on the CPU spills the activations out of the caches. Here the pyramid and all
+crops of a stage come from one compiled area-resize call on the uint8 frames
+(featurizers/area_resize.py, bit-identical to ``interpolate``), and the networks run in NHWC
+memory layout and in cache-sized micro-batches.
 
 Everything else is facenet-pytorch's method, step by step: the same networks and weights,
 scale pyramid, thresholds, NMS stages and box arithmetic in float32. Boxes and landmarks
@@ -19,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.ops import batched_nms
+
+from featurizers.area_resize import area_resize_boxes
 
 PNET_CELL = 12
 """P-Net sees 12x12 windows with a stride of 2 pixels of the scaled frame."""
@@ -59,18 +63,9 @@ def pyramid_scales(height: int, width: int, min_face_size: int, factor: float) -
     return scales
 
 
-def area_resize_boxes(planar: torch.Tensor, frame_index: list[int], top: list[int], bottom: list[int],
-                      left: list[int], right: list[int], size: int) -> torch.Tensor:
-    """Crop pixel boxes rows [top, bottom) x columns [left, right) of planar (N, C, H, W) frames and
-    resize each to size x size by area averaging, the operation MTCNN's reference code uses.
-
-    Called per box as facenet-pytorch does, but straight on the pooling kernel with Python ints:
-    each call costs about half of facenet's. Summed-area tables would vectorise it, but building
-    them for a batch of frames costs as much as this loop on 2 cores.
-    """
-    pool = torch._C._nn.adaptive_avg_pool2d
-    crops = [pool(planar[f, :, t:b, l:r], (size, size)) for f, t, b, l, r in zip(frame_index, top, bottom, left, right)]
-    return torch.stack(crops).contiguous(memory_format=torch.channels_last)
+def _to_network_input(resized: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(K, S, S, 3) area means to MTCNN's input: NCHW in channels-last memory, scaled to about [-1, 1]."""
+    return _normalise(torch.from_numpy(resized).to(device).permute(0, 3, 1, 2))
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
@@ -152,21 +147,21 @@ class MtcnnCascade:
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> Detections:
         """Faces in (N, H, W, 3) uint8 RGB frames, most confident first within each frame."""
-        planar = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float().contiguous()
-        boxes, frame_index = self._propose(planar)
-        boxes, frame_index = self._refine(planar, boxes, frame_index)
-        return self._output(planar, boxes, frame_index)
+        frames = np.ascontiguousarray(frames)
+        boxes, frame_index = self._propose(frames)
+        boxes, frame_index = self._refine(frames, boxes, frame_index)
+        return self._output(frames, boxes, frame_index)
 
-    def _propose(self, planar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _propose(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over the scale pyramid; boxes (M, 5) x1 y1 x2 y2 score, squared."""
         s = self.settings
-        height, width = planar.shape[2:]
-        per_scale = [torch.zeros((0, 9), device=planar.device)]  # frames smaller than a face: no level
-        index_per_scale = [torch.zeros(0, dtype=torch.long, device=planar.device)]
+        n, height, width = frames.shape[:3]
+        per_scale = [torch.zeros((0, 9), device=self.device)]  # frames smaller than a face: no level
+        index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
+        whole = (np.arange(n), np.zeros(n), np.full(n, height), np.zeros(n), np.full(n, width))
         for scale in pyramid_scales(height, width, s.min_face_size, s.factor):
-            size = (int(height * scale + 1), int(width * scale + 1))
-            scaled = torch.nn.functional.interpolate(planar, size=size, mode="area")
-            offsets, probs = self.pnet(_normalise(scaled.contiguous(memory_format=torch.channels_last)))
+            scaled = area_resize_boxes(frames, *whole, int(height * scale + 1), int(width * scale + 1))
+            offsets, probs = self.pnet(_to_network_input(scaled, self.device))
             boxes, index = _pnet_boxes(offsets, probs[:, 1], scale, s.thresholds[0])
             keep = batched_nms(boxes[:, :4], boxes[:, 4], index, 0.5)
             per_scale.append(boxes[keep])
@@ -180,25 +175,25 @@ class MtcnnCascade:
         moved = boxes[:, :4] + boxes[:, 5:9] * torch.cat([w, h, w, h], dim=1)
         return _square(torch.cat([moved, boxes[:, 4:5]], dim=1)), index
 
-    def _crops(self, planar: torch.Tensor, boxes: torch.Tensor, frame_index: torch.Tensor,
+    def _crops(self, frames: np.ndarray, boxes: torch.Tensor, frame_index: torch.Tensor,
                size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised crops of the boxes that still overlap their frame, and which boxes those are.
 
         (facenet-pytorch skips the crop of a box wholly outside the frame but keeps the box,
         which misaligns boxes and scores; here such a box is dropped.)
         """
-        height, width = planar.shape[2:]
+        height, width = frames.shape[1:3]
         top, bottom, left, right = _pixel_bounds(boxes, width, height)
         inside = torch.nonzero((bottom > top) & (right > left)).flatten()
-        bounds = (v[inside].tolist() for v in (frame_index, top, bottom, left, right))
-        return _normalise(area_resize_boxes(planar, *bounds, size=size)), inside
+        bounds = (v[inside].cpu().numpy() for v in (frame_index, top, bottom, left, right))
+        return _to_network_input(area_resize_boxes(frames, *bounds, size, size), self.device), inside
 
-    def _refine(self, planar: torch.Tensor, boxes: torch.Tensor,
+    def _refine(self, frames: np.ndarray, boxes: torch.Tensor,
                 frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2: R-Net rescores and moves the proposals."""
         if len(boxes) == 0:
             return boxes, frame_index
-        crops, inside = self._crops(planar, boxes, frame_index, RNET_SIZE)
+        crops, inside = self._crops(frames, boxes, frame_index, RNET_SIZE)
         boxes, frame_index = boxes[inside], frame_index[inside]
         offsets, probs = _micro_batched(self.rnet, crops, self._rnet_batch)
         score = probs[:, 1]
@@ -208,11 +203,11 @@ class MtcnnCascade:
         keep = batched_nms(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
         return _square(_regress(boxes[keep], offsets[keep])), frame_index[keep]
 
-    def _output(self, planar: torch.Tensor, boxes: torch.Tensor, frame_index: torch.Tensor) -> Detections:
+    def _output(self, frames: np.ndarray, boxes: torch.Tensor, frame_index: torch.Tensor) -> Detections:
         """Stage 3: O-Net gives the final score, box and five landmarks."""
         if len(boxes) == 0:
             return _no_detections()
-        crops, inside = self._crops(planar, boxes, frame_index, ONET_SIZE)
+        crops, inside = self._crops(frames, boxes, frame_index, ONET_SIZE)
         boxes, frame_index = boxes[inside], frame_index[inside]
         offsets, points, probs = _micro_batched(self.onet, crops, self._onet_batch)
         score = probs[:, 1]

@@ -7,7 +7,7 @@ import torch
 from videos import SAMPLES
 from featurizers.decode import FrameSampling, iter_frame_chunks
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
-from featurizers.mtcnn_cascade import _min_nms, _pixel_bounds, area_resize_boxes, pyramid_scales
+from featurizers.mtcnn_cascade import _min_nms, _pixel_bounds, pyramid_scales
 
 
 def test_pyramid_stops_before_the_scaled_frame_is_smaller_than_the_window():
@@ -30,15 +30,6 @@ def test_pixel_bounds_truncate_and_clip_to_the_frame_keeping_mtcnns_one_pixel_of
     top, bottom, left, right = _pixel_bounds(boxes, width=320, height=240)
     assert top.tolist() == [2, 9] and bottom.tolist() == [60, 90]
     assert left.tolist() == [0, 299] and right.tolist() == [50, 320]
-
-
-def test_area_resize_of_boxes_equals_interpolate_area_on_each_crop():
-    rng = np.random.default_rng(0)
-    planar = torch.from_numpy(rng.integers(0, 256, (2, 3, 40, 50)).astype(np.float32))
-    crops = area_resize_boxes(planar, [0, 1], [0, 5], [40, 30], [0, 7], [50, 20], size=24)
-    expected = [torch.nn.functional.interpolate(planar[i:i + 1, :, t:b, l:r], size=(24, 24), mode="area")[0]
-                for i, (t, b, l, r) in enumerate([(0, 40, 0, 50), (5, 30, 7, 20)])]
-    torch.testing.assert_close(crops, torch.stack(expected))
 
 
 @pytest.mark.slow
