@@ -15,7 +15,7 @@ import numpy as np
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _area_resize_kernel(frames, frame_index, top, bottom, left, right, out):  # pragma: no cover - compiled
+def _area_resize_kernel(frames, frame_index, top, bottom, left, right, offset, scale, out):  # pragma: no cover
     out_h, out_w = out.shape[1], out.shape[2]
     for k in numba.prange(frame_index.shape[0]):
         f = frame_index[k]
@@ -39,17 +39,19 @@ def _area_resize_kernel(frames, frame_index, top, bottom, left, right, out):  # 
                 # torch divides the (exact) sum by the bin height, then by its width.
                 rows = np.float32(r1 - r0)
                 cols = np.float32(c1 - c0)
-                out[k, i, j, 0] = np.float32(red) / rows / cols
-                out[k, i, j, 1] = np.float32(green) / rows / cols
-                out[k, i, j, 2] = np.float32(blue) / rows / cols
+                out[k, i, j, 0] = (np.float32(red) / rows / cols - offset) * scale
+                out[k, i, j, 1] = (np.float32(green) / rows / cols - offset) * scale
+                out[k, i, j, 2] = (np.float32(blue) / rows / cols - offset) * scale
 
 
 def area_resize_boxes(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarray, bottom: np.ndarray,
-                      left: np.ndarray, right: np.ndarray, out_height: int, out_width: int) -> np.ndarray:
+                      left: np.ndarray, right: np.ndarray, out_height: int, out_width: int,
+                      offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
     """Resize rows [top, bottom) x columns [left, right) of ``frames[frame_index]`` by area averaging.
 
     ``frames`` is (N, H, W, 3) uint8; returns (K, out_height, out_width, 3) float32, each cell
-    the mean of its source pixels. Boxes must lie inside their frames and be non-empty.
+    ``(mean - offset) * scale`` of its source pixels in float32 arithmetic, so that a network's
+    input scaling costs no extra pass. Boxes must lie inside their frames and be non-empty.
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
@@ -59,5 +61,6 @@ def area_resize_boxes(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarr
                        or (index < 0).any() or (index >= len(frames)).any()):
         raise ValueError("every box must be non-empty and inside its frame")
     out = np.empty((len(index), out_height, out_width, 3), np.float32)
-    _area_resize_kernel(np.ascontiguousarray(frames), index, top, bottom, left, right, out)
+    _area_resize_kernel(np.ascontiguousarray(frames), index, top, bottom, left, right,
+                        np.float32(offset), np.float32(scale), out)
     return out

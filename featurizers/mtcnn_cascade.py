@@ -63,14 +63,15 @@ def pyramid_scales(height: int, width: int, min_face_size: int, factor: float) -
     return scales
 
 
-def _to_network_input(resized: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(K, S, S, 3) area means to MTCNN's input: NCHW in channels-last memory, scaled to about [-1, 1]."""
-    return _normalise(torch.from_numpy(resized).to(device).permute(0, 3, 1, 2))
+PIXEL_OFFSET, PIXEL_SCALE = 127.5, 0.0078125
+"""MTCNN's input scaling, (x - 127.5) / 128: [0, 255] to about [-1, 1]."""
 
 
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """MTCNN's input scaling: [0, 255] to about [-1, 1]."""
-    return (pixels - 127.5) * 0.0078125
+def _network_input(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarray, bottom: np.ndarray,
+                   left: np.ndarray, right: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Boxes of the frames resized by area and scaled: NCHW in channels-last memory, on the device."""
+    resized = area_resize_boxes(frames, frame_index, top, bottom, left, right, height, width, PIXEL_OFFSET, PIXEL_SCALE)
+    return torch.from_numpy(resized).to(device).permute(0, 3, 1, 2)
 
 
 def _micro_batched(net: nn.Module, crops: torch.Tensor, batch: int) -> tuple[torch.Tensor, ...]:
@@ -160,8 +161,8 @@ class MtcnnCascade:
         index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
         whole = (np.arange(n), np.zeros(n), np.full(n, height), np.zeros(n), np.full(n, width))
         for scale in pyramid_scales(height, width, s.min_face_size, s.factor):
-            scaled = area_resize_boxes(frames, *whole, int(height * scale + 1), int(width * scale + 1))
-            offsets, probs = self.pnet(_to_network_input(scaled, self.device))
+            scaled = _network_input(frames, *whole, int(height * scale + 1), int(width * scale + 1), self.device)
+            offsets, probs = self.pnet(scaled)
             boxes, index = _pnet_boxes(offsets, probs[:, 1], scale, s.thresholds[0])
             keep = batched_nms(boxes[:, :4], boxes[:, 4], index, 0.5)
             per_scale.append(boxes[keep])
@@ -186,7 +187,7 @@ class MtcnnCascade:
         top, bottom, left, right = _pixel_bounds(boxes, width, height)
         inside = torch.nonzero((bottom > top) & (right > left)).flatten()
         bounds = (v[inside].cpu().numpy() for v in (frame_index, top, bottom, left, right))
-        return _to_network_input(area_resize_boxes(frames, *bounds, size, size), self.device), inside
+        return _network_input(frames, *bounds, size, size, self.device), inside
 
     def _refine(self, frames: np.ndarray, boxes: torch.Tensor,
                 frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

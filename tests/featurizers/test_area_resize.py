@@ -53,3 +53,10 @@ def test_boxes_outside_their_frame_are_refused(frames, box):
 def test_frames_must_be_rgb_uint8(frames):
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\) uint8"):
         area_resize_boxes(frames.astype(np.float32), *(np.array([v]) for v in (0, 0, 5, 0, 5)), 24, 24)
+
+
+def test_input_scaling_is_torchs_float32_arithmetic_on_the_means(frames):
+    box = (1, 3, 50, 2, 77)
+    got = area_resize_boxes(frames, *(np.array([v]) for v in box), 24, 24, offset=127.5, scale=0.0078125)[0]
+    means = torch.from_numpy(torch_area(frames, box[0], box[1:], (24, 24)))
+    np.testing.assert_array_equal(got, ((means - 127.5) * 0.0078125).numpy())
