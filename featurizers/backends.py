@@ -1,7 +1,7 @@
 """Where the featurizer network runs: torch eager, or an ONNX export on a CPU runtime.
 
 On 2 CPU cores, per face in batches of 8-16 (tf_efficientnet_b0 / Lite0): torch eager about
-40 / 25 ms, ONNX Runtime 11.5 / 6.8 ms, OpenVINO 8.5 / 5.4 ms, all equal to float tolerance
+29 / 26 ms, ONNX Runtime 11.5 / 6.8 ms, OpenVINO 8.5 / 5.4 ms, all equal to float tolerance
 (~1e-5). ``auto`` takes OpenVINO on the CPU, ONNX Runtime where OpenVINO cannot be imported,
 and torch on a GPU. Each returns the global-pool features and the head's logits for a batch.
 """

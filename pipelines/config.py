@@ -34,7 +34,7 @@ class ExtractionConfig:
     face_batch_size: int = 32
     device: str = "auto"
     backend: Backend = "auto"
-    """Featurizer runtime: ONNX Runtime on the CPU and torch on a GPU (auto), or forced."""
+    """Featurizer runtime: OpenVINO (else ONNX Runtime) on the CPU and torch on a GPU (auto), or forced."""
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
     with_face_rows: bool = False

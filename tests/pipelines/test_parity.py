@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
     [
         ("afew", "afew/Train_AFEW/Happy/000001001.avi", 1, 1e-4, "onnx"),
         ("afew", "afew/Train_AFEW/Happy/000001001.avi", 2, 1e-4, "torch"),
-        # Batched, channels-last MTCNN moves landmarks by ~1e-4 px against stock one-frame calls,
+        # Our batched, channels-last MTCNN cascade moves landmarks by ~1e-4 px against stock calls,
         # which can flip the rounding of a few aligned pixels by one grey level: a wider tolerance.
         ("vgaf", "vgaf/Train/2_3.mp4", 5, 1e-3, "onnx"),
     ],
