@@ -70,7 +70,7 @@ class FaceDetector:
 
     ``engine="cascade"`` (default) runs facenet-pytorch's networks through our batched cascade
     driver (featurizers/mtcnn_cascade.py) with the networks in NHWC memory layout: on 2 CPU
-    cores about twice as fast, the same boxes and landmarks to float tolerance.
+    cores about 3x as fast, the same boxes and landmarks to float tolerance.
     ``engine="facenet"`` is ``facenet_pytorch.MTCNN.detect`` exactly as shipped.
     """
 
