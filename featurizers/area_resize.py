@@ -46,12 +46,14 @@ def _area_resize_kernel(frames, frame_index, top, bottom, left, right, offset, s
 
 def area_resize_boxes(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarray, bottom: np.ndarray,
                       left: np.ndarray, right: np.ndarray, out_height: int, out_width: int,
-                      offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
+                      offset: float = 0.0, scale: float = 1.0, threads: int | None = None) -> np.ndarray:
     """Resize rows [top, bottom) x columns [left, right) of ``frames[frame_index]`` by area averaging.
 
     ``frames`` is (N, H, W, 3) uint8; returns (K, out_height, out_width, 3) float32, each cell
     ``(mean - offset) * scale`` of its source pixels in float32 arithmetic, so that a network's
     input scaling costs no extra pass. Boxes must lie inside their frames and be non-empty.
+    ``threads`` caps numba's threads (default: all cores), so that several worker processes on
+    one machine do not each start one thread per core.
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
@@ -61,6 +63,7 @@ def area_resize_boxes(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarr
                        or (index < 0).any() or (index >= len(frames)).any()):
         raise ValueError("every box must be non-empty and inside its frame")
     out = np.empty((len(index), out_height, out_width, 3), np.float32)
+    numba.set_num_threads(max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
     _area_resize_kernel(np.ascontiguousarray(frames), index, top, bottom, left, right,
                         np.float32(offset), np.float32(scale), out)
     return out

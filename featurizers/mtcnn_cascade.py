@@ -70,7 +70,8 @@ PIXEL_OFFSET, PIXEL_SCALE = 127.5, 0.0078125
 def _network_input(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarray, bottom: np.ndarray,
                    left: np.ndarray, right: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
     """Boxes of the frames resized by area and scaled: NCHW in channels-last memory, on the device."""
-    resized = area_resize_boxes(frames, frame_index, top, bottom, left, right, height, width, PIXEL_OFFSET, PIXEL_SCALE)
+    resized = area_resize_boxes(frames, frame_index, top, bottom, left, right, height, width,
+                                PIXEL_OFFSET, PIXEL_SCALE, threads=torch.get_num_threads())
     return torch.from_numpy(resized).to(device).permute(0, 3, 1, 2)
 
 

@@ -60,3 +60,10 @@ def test_input_scaling_is_torchs_float32_arithmetic_on_the_means(frames):
     got = area_resize_boxes(frames, *(np.array([v]) for v in box), 24, 24, offset=127.5, scale=0.0078125)[0]
     means = torch.from_numpy(torch_area(frames, box[0], box[1:], (24, 24)))
     np.testing.assert_array_equal(got, ((means - 127.5) * 0.0078125).numpy())
+
+
+def test_the_result_does_not_depend_on_the_thread_count(frames):
+    n, height, width = frames.shape[:3]
+    whole = (np.arange(n), np.zeros(n), np.full(n, height), np.zeros(n), np.full(n, width))
+    one = area_resize_boxes(frames, *whole, 17, 25, threads=1)
+    np.testing.assert_array_equal(one, area_resize_boxes(frames, *whole, 17, 25, threads=2))
