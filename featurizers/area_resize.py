@@ -14,6 +14,9 @@ import numba
 import numpy as np
 
 
+_MAX_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _area_resize_kernel(frames, frame_index, top, bottom, left, right, offset, scale, out):  # pragma: no cover
     out_h, out_w = out.shape[1], out.shape[2]
@@ -63,7 +66,7 @@ def area_resize_boxes(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarr
                        or (index < 0).any() or (index >= len(frames)).any()):
         raise ValueError("every box must be non-empty and inside its frame")
     out = np.empty((len(index), out_height, out_width, 3), np.float32)
-    numba.set_num_threads(max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(threads or _MAX_THREADS, _MAX_THREADS)))
     _area_resize_kernel(np.ascontiguousarray(frames), index, top, bottom, left, right,
                         np.float32(offset), np.float32(scale), out)
     return out

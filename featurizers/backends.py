@@ -9,6 +9,7 @@ and torch on a GPU. Each returns the global-pool features and the head's logits 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -96,7 +97,7 @@ def make_network(model: nn.Module, device: torch.device, input_size: int, backen
         return TorchNetwork(model, device)
     if device.type != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; got device {device}")
-    runtimes = {"openvino": OpenVinoNetwork, "onnx": OnnxNetwork}
+    runtimes: dict[str, Callable[[bytes], FaceNetwork]] = {"openvino": OpenVinoNetwork, "onnx": OnnxNetwork}
     candidates = list(runtimes) if backend == "auto" else [backend]
     try:
         onnx_model = export_onnx(model, input_size)

@@ -185,10 +185,11 @@ class MtcnnCascade:
         which misaligns boxes and scores; here such a box is dropped.)
         """
         height, width = frames.shape[1:3]
-        top, bottom, left, right = _pixel_bounds(boxes, width, height)
+        bounds = _pixel_bounds(boxes, width, height)
+        top, bottom, left, right = bounds
         inside = torch.nonzero((bottom > top) & (right > left)).flatten()
-        bounds = (v[inside].cpu().numpy() for v in (frame_index, top, bottom, left, right))
-        return _network_input(frames, *bounds, size, size, self.device), inside
+        rows, tops, bottoms, lefts, rights = (v[inside].cpu().numpy() for v in (frame_index, *bounds))
+        return _network_input(frames, rows, tops, bottoms, lefts, rights, size, size, self.device), inside
 
     def _refine(self, frames: np.ndarray, boxes: torch.Tensor,
                 frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
