@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,28 @@ def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
         raise VideoDecodeError(f"{p}: cannot open as a video ({_first_line(exc)})") from exc
 
 
+_RIFF_SIZE_UNKNOWN = (0, 0xFFFFFFFF)
+"""RIFF sizes that writers leave when they never patch the header: no claim to check."""
+
+
+def riff_shortfall(path: str | os.PathLike[str]) -> int:
+    """Bytes missing from a RIFF (AVI) file whose header declares more than the file holds; else 0.
+
+    decord (ffmpeg) reads a cut-off AVI as a shorter clip without any error, so a truncated
+    AVI would pass as a short, complete one. The RIFF header states the size of its first
+    chunk; a file shorter than that was cut. OpenDML files continue past the first chunk, so
+    only a shortfall counts. Files of other formats give 0.
+    """
+    with open(path, "rb") as stream:
+        header = stream.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"AVI ":
+        return 0
+    (declared,) = struct.unpack("<I", header[4:8])
+    if declared in _RIFF_SIZE_UNKNOWN:
+        return 0
+    return max(0, declared + 8 - os.path.getsize(path))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -78,6 +101,9 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     frame cannot be decoded midway, naming the file and the frame.
     """
     reader = _open(path)
+    missing = riff_shortfall(path)
+    if missing:
+        raise VideoDecodeError(f"{path}: truncated: the AVI header declares {missing} more bytes than the file holds")
     n_frames = len(reader)
     if n_frames == 0:
         raise VideoDecodeError(f"{path}: the container holds no video frames")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from videos import panning_frames, write_video
-from featurizers.decode import FrameSampling, iter_frame_chunks
+from videos import SAMPLES, panning_frames, write_video
+from featurizers.decode import FrameSampling, iter_frame_chunks, riff_shortfall
 from featurizers.errors import VideoDecodeError
 
 
@@ -62,3 +62,23 @@ def test_truncated_mp4_fails_with_a_decode_error(tmp_path, astronaut):
     truncated.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(VideoDecodeError, match="truncated.mp4"):
         list(iter_frame_chunks(truncated))
+
+
+def test_truncated_avi_fails_instead_of_reading_as_a_shorter_clip(tmp_path):
+    whole = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
+    data = whole.read_bytes()
+    assert riff_shortfall(whole) == 0 and len(list(iter_frame_chunks(whole))) > 0
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: len(data) * 4 // 5])  # decord alone reads this as 36 of 50 frames
+    with pytest.raises(VideoDecodeError, match=r"truncated.avi: truncated: the AVI header declares \d+ more bytes"):
+        list(iter_frame_chunks(truncated))
+
+
+def test_riff_check_ignores_other_formats_and_unpatched_headers(tmp_path):
+    assert riff_shortfall(SAMPLES / "vgaf" / "Train" / "1_1.mp4") == 0
+    unpatched = tmp_path / "live.avi"
+    unpatched.write_bytes(b"RIFF" + (0xFFFFFFFF).to_bytes(4, "little") + b"AVI " + b"\0" * 100)
+    assert riff_shortfall(unpatched) == 0
+    longer = tmp_path / "opendml.avi"  # a first RIFF chunk followed by more (AVIX) data
+    longer.write_bytes(b"RIFF" + (20).to_bytes(4, "little") + b"AVI " + b"\0" * 100)
+    assert riff_shortfall(longer) == 0

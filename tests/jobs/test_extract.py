@@ -90,6 +90,8 @@ def bad_inputs(tmp_path_factory, astronaut):
     (val / "text.avi").write_text("not a video\n" * 100)
     whole = write_video(root / "whole.mp4", panning_frames(astronaut, 30, (120, 160)), codec="libx264")
     (val / "truncated.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = write_video(root / "whole.avi", panning_frames(astronaut, 30, (120, 160)))
+    (val / "cut.avi").write_bytes(cut.read_bytes()[: cut.stat().st_size * 3 // 4])
     write_video(val / "midway.avi", panning_frames(astronaut, 40, (120, 160)))  # two 32-frame chunks
     return root
 
@@ -111,16 +113,17 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
                         "--batch-size", "4"])
     assert code == 1
     df = table(out)
-    assert sorted(df.index) == ["empty", "folder", "good", "midway", "text", "truncated"]
+    assert sorted(df.index) == ["cut", "empty", "folder", "good", "midway", "text", "truncated"]
     assert df.loc["good", "status"] == "ok"
     errors = df[df.status == "error"]
-    assert set(errors.index) == {"empty", "folder", "midway", "text", "truncated"}
+    assert set(errors.index) == {"cut", "empty", "folder", "midway", "text", "truncated"}
     assert "empty file" in errors.loc["empty", "error"] and "folder" in errors.loc["folder", "error"]
     assert "corrupt packet" in errors.loc["midway", "error"]
+    assert "truncated" in errors.loc["cut", "error"]
     # A clip that failed midway keeps nothing of its first chunk.
     assert errors.n_frames.eq(0).all() and not np.stack(errors.descriptor).any()
     printed = capsys.readouterr().out
-    assert "6 clips: 1 ok, 0 faceless, 5 failed" in printed
+    assert "7 clips: 1 ok, 0 faceless, 6 failed" in printed
 
 
 def test_no_partial_output_when_the_run_is_interrupted(tmp_path, monkeypatch):
