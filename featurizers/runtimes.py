@@ -1,8 +1,9 @@
-"""CPU inference runtimes shared by the detector and the featurizer: ONNX export, OpenVINO.
+"""CPU inference runtimes for exported networks: ONNX export in memory, OpenVINO compilation.
 
-Both networks are exported once, in memory, when a worker loads its models; nothing is
-written to disk or fetched. OpenVINO compiles in float32 only, so its outputs equal torch's
-to float tolerance (the tests compare them).
+A network is exported once, in memory, when a worker loads its models; nothing is written to
+disk or fetched. OpenVINO compiles in float32 only, so its outputs equal torch's to float
+tolerance (tests/featurizers/test_embed.py compares them). The MTCNN networks stay in torch:
+through OpenVINO they measured slower inside the pipeline.
 """
 
 from __future__ import annotations
@@ -29,14 +30,6 @@ def onnx_graph(module: nn.Module, example: torch.Tensor, input_name: str, output
             input_names=[input_name], output_names=list(output_names), dynamic_axes=dynamic_axes,
         )
     return buffer.getvalue()
-
-
-def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class OpenVinoModel:
