@@ -10,7 +10,8 @@ other, on the same clips and settings; the end-to-end figure is ClipExtractor.pr
 each Beam worker runs), without runner start-up. The plain loop is timed on the same clips
 and its descriptors are compared with the pipeline's. Pipeline and plain loop are timed in
 turn ``--repeat`` times and the best pass of each is reported: on a shared machine a slow
-pass measures the neighbours, not the code.
+pass measures the neighbours, not the code. Peak resident memory is reported for the whole
+process and, sampled while each runs, for the pipeline and for the plain loop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import argparse
 import json
 import platform
 import resource
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,9 +43,46 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(fn):
+def current_rss_mib() -> float:
+    """Resident memory now (Linux /proc), or the process peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mib()
+
+
+class PeakRss:
+    """The highest resident memory seen while a block runs, sampled every 5 ms by a thread."""
+
+    def __init__(self) -> None:
+        self.mib = 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.mib = max(self.mib, current_rss_mib())
+
+    def __enter__(self) -> "PeakRss":
+        self.mib = current_rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mib = max(self.mib, current_rss_mib())
+
+
+def timed(fn, memory: PeakRss | None = None):
+    """Seconds a call takes; with ``memory``, also the peak resident memory during it."""
     started = time.perf_counter()
-    value = fn()
+    if memory is None:
+        value = fn()
+    else:
+        with memory:
+            value = fn()
     return value, time.perf_counter() - started
 
 
@@ -102,12 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
                     for ref in refs]
 
     pipeline_s = plain_s = float("inf")
+    pipeline_memory, plain_memory = PeakRss(), PeakRss()
+    pipeline_peak = plain_peak = 0.0
     for _ in range(max(1, args.repeat)):
-        results, seconds = timed(pipeline_pass)
-        pipeline_s = min(pipeline_s, seconds)
+        results, seconds = timed(pipeline_pass, pipeline_memory)
+        pipeline_s, pipeline_peak = min(pipeline_s, seconds), max(pipeline_peak, pipeline_memory.mib)
         if plain_pass is not None:
-            plain, seconds = timed(plain_pass)
-            plain_s = min(plain_s, seconds)
+            plain, seconds = timed(plain_pass, plain_memory)
+            plain_s, plain_peak = min(plain_s, seconds), max(plain_peak, plain_memory.mib)
     pipeline_frames = sum(r.row["n_frames"] for r in results)
     report = {
         "dataset": args.dataset, "data_root": str(root), "clips": len(refs), "featurizer": config.featurizer,
@@ -121,12 +163,14 @@ def main(argv: list[str] | None = None) -> dict:
         "featurize_faces_per_s": round(n_faces / featurize_s, 1) if featurize_s else None,
         "repeat": max(1, args.repeat),
         "pipeline_fps": round(pipeline_frames / pipeline_s, 2),
+        "pipeline_peak_rss_mib": round(pipeline_peak, 1),
     }
     if plain_pass is not None:
         plain_frames = sum(n for _, n in plain)
         diff = max(float(np.abs(r.row["descriptor"] - d).max()) for r, (d, _) in zip(results, plain))
         report.update({
             "plain_loop_fps": round(plain_frames / plain_s, 2),
+            "plain_loop_peak_rss_mib": round(plain_peak, 1),
             "speedup_vs_plain_loop": round((pipeline_frames / pipeline_s) / (plain_frames / plain_s), 2),
             "max_abs_descriptor_difference": diff,
         })
