@@ -5,7 +5,7 @@ area averaging (``interpolate(mode="area")``, i.e. adaptive average pooling). Do
 torch this is one call per box, about 40 us each and ~30 per frame, plus a float copy of every
 frame; here one numba kernel does all boxes of a batch straight from the uint8 frames, in
 parallel over boxes, with the same pooling bins and the same float32 arithmetic: the results
-equal torch's to the last bit or one ulp.
+equal torch's bit for bit (tests/featurizers/test_area_resize.py).
 """
 
 from __future__ import annotations
