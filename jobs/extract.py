@@ -16,11 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from featurizers.decode import FrameSampling
-from featurizers.backends import BACKENDS
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
-from jobs.job_setup import configure_logging, pipeline_options
+from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
 from pipelines.extraction_run import run_extraction
@@ -43,10 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one-face-per-frame datasets: most confident box (reference code) or largest")
     parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
-    parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
-    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
+    add_featurizer_runtime_arguments(parser)
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
     return parser
 

@@ -1,7 +1,9 @@
-"""What every job sets up the same way: logging, and Beam options with runner aliases."""
+"""What every job sets up the same way: logging, Beam options with runner aliases, and the
+flags of the jobs that run the featurizer."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -45,3 +47,16 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("apache_beam", "distributed", "dask"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, ``--device`` and ``--backend``, for the jobs that extract descriptors."""
+    # Imported here: train and evaluate use this module too and need not load torch.
+    from featurizers.backends import BACKENDS
+    from pipelines.config import ExtractionConfig
+
+    parser.add_argument("--batch-size", type=int, default=ExtractionConfig.face_batch_size,
+                        help="faces per featurizer call")
+    parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
+    parser.add_argument("--backend", default=ExtractionConfig.backend, choices=BACKENDS,
+                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")

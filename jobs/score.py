@@ -34,11 +34,10 @@ from classifiers.model_io import MODEL_FILE, TrainedModel, load_model
 from classifiers.scoring import (SCORES_FILE, ArchiveVideo, ScoringPlan, extraction_config_for_model,
                                  merge_scores, plan_scoring, predict_clips, read_scores, scored_rows,
                                  scores_metadata, scores_schema, stat_videos, write_scores)
-from featurizers.backends import BACKENDS
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import resolve_weights_path
-from jobs.job_setup import configure_logging, pipeline_options
+from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import list_folder
 from pipelines.extraction_run import run_extraction
@@ -57,10 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help=f"folder for {SCORES_FILE} (kept between runs)")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or "
                                           "$EMOTIW_WEIGHTS_DIR); must be the file the model was trained with")
-    parser.add_argument("--batch-size", type=int, default=32, help="faces per featurizer call")
-    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
+    add_featurizer_runtime_arguments(parser)
     return parser
 
 
