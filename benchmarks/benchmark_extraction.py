@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         sampling=FrameSampling(step=args.frame_step), group=args.group,
     )
     extractor, load_s = timed(lambda: ClipExtractor(config))
-    align = config.layout.aggregation == "vgaf"
+    align = config.layout.aligns_faces
     extractor.process(refs[0])  # warm-up: first calls allocate and pick kernels for each shape
 
     # Stage by stage: decode all, then detect all, then featurize all (same batching as the pipeline).

@@ -87,7 +87,7 @@ class ClipExtractor:
         self.embedder = FaceEmbedder(self.spec, model, device, config.backend)
         self.detector = FaceDetector(config.detector, device)
         self.layout = config.layout
-        self._align = self.layout.aggregation == "vgaf"
+        self._align = self.layout.aligns_faces
 
     def embed_faces(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Features (N, D) and head scores (or None) of face images, in batches of the configured size."""

@@ -67,5 +67,5 @@ class ExtractionConfig:
             "layout": self.layout.to_dict(),
             "detector": self.detector.to_dict(),
             "frames": self.sampling.to_dict(),
-            "face_preprocessing": "align_5_points_224_cv2" if self.layout.aggregation == "vgaf" else "crop_no_margin",
+            "face_preprocessing": "align_5_points_224_cv2" if self.layout.aligns_faces else "crop_no_margin",
         }

@@ -36,7 +36,7 @@ def plain_loop_descriptor(
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     step = sampling.step_for(float(reader.get_avg_fps()))
-    group = layout.aggregation == "vgaf"
+    group = layout.aligns_faces
     per_frame: list[np.ndarray] = []  # AFEW: one face vector per frame; VGAF: concat(mean, std) per frame
     n_frames = 0
     for index in range(0, len(reader), step):

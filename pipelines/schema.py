@@ -31,6 +31,11 @@ class DescriptorLayout:
     feature_dim: int
 
     @property
+    def aligns_faces(self) -> bool:
+        """Group (VGAF) aggregation describes every face, aligned on its landmarks; AFEW crops one."""
+        return self.aggregation == "vgaf"
+
+    @property
     def blocks(self) -> tuple[str, ...]:
         return AFEW_BLOCKS if self.aggregation == "afew" else VGAF_BLOCKS
 
