@@ -18,8 +18,7 @@ from pipelines.aggregate import ClipAccumulator
 from pipelines.beam_steps import describe_and_write
 from pipelines.clip_extractor import clip_row
 from pipelines.config import ExtractionConfig
-from pipelines.output import (deduplicate_shards, publish, read_column, read_columns, staging_dir, status_counts,
-                              write_shard)
+from pipelines.output import deduplicate_shards, publish, read_columns, staging_dir, status_counts, write_shard
 from pipelines.records import ClipRef
 from pipelines.schema import descriptor_table_schema
 
@@ -92,14 +91,16 @@ def run_extraction(
     duplicates = deduplicate_shards(clips_staging, schema)
     if duplicates:
         log.warning("dropped %d rows written twice by retried bundles", duplicates)
-    written = set(read_column(clips_staging, "clip_id"))
+    table = read_columns(clips_staging, ["clip_id", "status", "error", "n_frames"])
+    written = set(table["clip_id"])
     lost = [r for r in refs if r.clip_id not in written]
     if lost:
         log.error("%d clips came back without a row; recorded as errors", len(lost))
         empty = ClipAccumulator(config.layout)
-        write_shard([clip_row(r, empty, config.featurizer, "no result came back from the runner") for r in lost],
-                    clips_staging, schema)
-    table = read_columns(clips_staging, ["clip_id", "status", "error", "n_frames"])
+        rows = [clip_row(r, empty, config.featurizer, "no result came back from the runner") for r in lost]
+        write_shard(rows, clips_staging, schema)
+        for column, values in table.items():
+            values += [row[column] for row in rows]
     failures = {
         clip_id: error
         for clip_id, status, error in zip(table["clip_id"], table["status"], table["error"])
