@@ -61,6 +61,9 @@ def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
         raise VideoDecodeError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise VideoDecodeError(f"{p}: empty file (0 bytes)")
+    missing = riff_shortfall(p)
+    if missing:
+        raise VideoDecodeError(f"{p}: truncated: the AVI header declares {missing} more bytes than the file holds")
     try:
         return decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=1)
     except Exception as exc:  # decord raises RuntimeError or DECORDError, which is no RuntimeError
@@ -101,9 +104,6 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     frame cannot be decoded midway, naming the file and the frame.
     """
     reader = _open(path)
-    missing = riff_shortfall(path)
-    if missing:
-        raise VideoDecodeError(f"{path}: truncated: the AVI header declares {missing} more bytes than the file holds")
     n_frames = len(reader)
     if n_frames == 0:
         raise VideoDecodeError(f"{path}: the container holds no video frames")

@@ -15,7 +15,7 @@ FaceChoice = Literal["confidence", "largest"]
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """MTCNN settings; one instance per dataset kind is the single source of truth (see PRESETS)."""
+    """MTCNN settings; one instance per dataset kind (AFEW_DETECTOR, VGAF_DETECTOR) is the single source of truth."""
 
     min_face_size: int = 32
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.9)
@@ -79,7 +79,6 @@ class FaceDetector:
         from facenet_pytorch import MTCNN
 
         self.config = config
-        self.engine = engine
         # select_largest=False keeps MTCNN's boxes in descending probability, as the reference.
         self._mtcnn = MTCNN(
             min_face_size=config.min_face_size,

@@ -29,8 +29,9 @@ def _normalise_into(resized: np.ndarray, spec: FeaturizerSpec, out: np.ndarray) 
     Through a 256-entry table per channel (the same float32 arithmetic, done once per value),
     one face at a time so that it stays in cache: about 2x faster than arithmetic on a batch.
     """
+    table = _normalisation_table(spec.mean, spec.std)
     for channel in range(3):
-        np.take(_normalisation_table(spec.mean, spec.std)[channel], resized[..., channel], out=out[channel])
+        np.take(table[channel], resized[..., channel], out=out[channel])
 
 
 @functools.lru_cache(maxsize=8)
