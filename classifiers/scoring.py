@@ -230,7 +230,8 @@ def merge_scores(kept: pd.DataFrame, fresh: pd.DataFrame, schema: pa.Schema) -> 
 
 def extraction_config_for_model(provenance: ModelProvenance, *, weights: str | None = None,
                                 device: str = "auto", face_batch_size: int = 32,
-                                backend: Backend = "auto") -> ExtractionConfig:
+                                backend: Backend = "auto", segment_frames: int = ExtractionConfig.segment_frames,
+                                ) -> ExtractionConfig:
     """The extraction settings a model was trained on, for an unlabelled folder of videos.
 
     Featurizer, aggregation, detector and frame sampling come from the model's descriptor
@@ -253,7 +254,7 @@ def extraction_config_for_model(provenance: ModelProvenance, *, weights: str | N
         logger.warning("model provenance records no frame sampling; using every frame")
     config = ExtractionConfig(dataset="folder", featurizer=provenance.featurizer, weights=weights,
                               detector=detector, sampling=sampling, face_batch_size=face_batch_size,
-                              device=device, group=group, backend=backend)
+                              device=device, group=group, backend=backend, segment_frames=segment_frames)
     config.spec  # noqa: B018 - raises ValueError naming the known featurizers
     return config
 

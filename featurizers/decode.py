@@ -42,6 +42,14 @@ class FrameSampling:
 
 
 @dataclass(frozen=True)
+class VideoInfo:
+    """What a container declares about its video stream, read without decoding frames."""
+
+    n_frames: int
+    fps: float
+
+
+@dataclass(frozen=True)
 class FrameChunk:
     """Consecutive sampled frames of one clip: RGB uint8 ``frames`` of shape (N, H, W, 3)."""
 
@@ -97,8 +105,27 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> Iterator[FrameChunk]:
-    """Yield the sampled frames of a video chunk by chunk.
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Frame count and rate as the container declares them, for planning segments of a clip."""
+    reader = _open(path)
+    return VideoInfo(n_frames=len(reader), fps=float(reader.get_avg_fps()))
+
+
+def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Frame indices a sampling keeps, anchored at frame 0, restricted to ``[start, stop)``.
+
+    Anchoring at 0 whatever the range makes consecutive ranges give exactly the frames of the
+    whole clip, so a clip described in segments sees the same frames as described at once.
+    """
+    start, stop = frame_range if frame_range is not None else (0, n_frames)
+    start, stop = max(0, start), min(stop, n_frames)
+    first = -(-start // step) * step  # the first multiple of step at or after start
+    return np.arange(first, stop, step, dtype=np.int64)
+
+
+def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
+                      frame_range: tuple[int, int] | None = None) -> Iterator[FrameChunk]:
+    """Yield the sampled frames of a video (or of its frames ``[start, stop)``) chunk by chunk.
 
     Raises :class:`VideoDecodeError` (also an ``OSError``) when the file cannot be opened or a
     frame cannot be decoded midway, naming the file and the frame.
@@ -108,8 +135,7 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     if n_frames == 0:
         raise VideoDecodeError(f"{path}: the container holds no video frames")
     fps = float(reader.get_avg_fps())
-    step = sampling.step_for(fps)
-    indices = np.arange(0, n_frames, step, dtype=np.int64)
+    indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
     for start in range(0, len(indices), sampling.chunk_size):
         chunk = indices[start : start + sampling.chunk_size]
         try:

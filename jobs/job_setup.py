@@ -50,7 +50,7 @@ def configure_logging() -> None:
 
 
 def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--batch-size``, ``--device`` and ``--backend``, for the jobs that extract descriptors."""
+    """``--batch-size``, ``--device``, ``--backend`` and ``--segment-frames``, for the jobs that extract descriptors."""
     # Imported here: train and evaluate use this module too and need not load torch.
     from featurizers.backends import BACKENDS
     from pipelines.config import ExtractionConfig
@@ -60,3 +60,6 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     parser.add_argument("--backend", default=ExtractionConfig.backend, choices=BACKENDS,
                         help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
+    parser.add_argument("--segment-frames", type=int, default=ExtractionConfig.segment_frames,
+                        help="split clips longer than this many (sampled) frames into segments that "
+                             "workers describe in parallel and merge exactly (0: never split)")

@@ -75,7 +75,8 @@ def prepare(args: argparse.Namespace) -> ScoringSetup:
     """Load the model, rebuild its extraction settings and list the archive; raises on usage errors."""
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
-                                         face_batch_size=args.batch_size, backend=args.backend)
+                                         face_batch_size=args.batch_size, backend=args.backend,
+                                         segment_frames=args.segment_frames)
     provenance = config.provenance(checkpoint_sha256(resolve_weights_path(config.spec, config.weights)))
     check_same_identity(model.provenance.identity(), provenance,
                         expected_what=f"model {args.model}", found_what="the featurizer available for scoring",

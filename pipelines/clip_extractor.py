@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,12 @@ from featurizers.faces import align_face, crop_face
 from pipelines.aggregate import ClipAccumulator
 from pipelines.config import ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
+from pipelines.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 30.0
+FaceSink = Callable[[list[dict]], object]
+"""Receives a chunk's face rows (``--frames-output``) as soon as they exist."""
 
 
 @dataclass
@@ -53,7 +57,7 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
-             fps: float | None = None) -> dict:
+             fps: float | None = None, n_segments: int = 1) -> dict:
     """The descriptor-table row of a clip; ``error`` set means status ``error`` and a zero descriptor."""
     status = "error" if error else ("ok" if accumulator.has_face else "faceless")
     return {
@@ -73,6 +77,7 @@ def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error:
         "error": error,
         "max_faces_in_frame": accumulator.max_faces_in_frame,
         "fps": fps,
+        "n_segments": n_segments,
     }
 
 
@@ -117,35 +122,51 @@ class ClipExtractor:
             rows.append(row)
         return rows
 
-    def process(self, ref: ClipRef) -> ClipResult:
-        """Describe one clip; a clip that cannot be read becomes an ``error`` row."""
+    def describe(self, task: SegmentTask, face_sink: FaceSink | None = None) -> SegmentResult:
+        """Describe a clip, or one segment of it; a failure becomes the result's ``error``, never raised.
+
+        Face rows go to ``face_sink`` chunk by chunk as the clip streams, so a long clip never
+        holds them all.
+        """
+        ref = task.clip
         started = time.perf_counter()
         accumulator = ClipAccumulator(self.layout)
-        face_rows: list[dict] = []
         fps = None
         error = ref.problem
         if error is None:
             try:
                 last_report = started
-                for chunk in iter_frame_chunks(ref.path, self.config.sampling):
+                for chunk in iter_frame_chunks(ref.path, self.config.sampling, task.frame_range):
                     fps = chunk.native_fps
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
                         last_report = time.perf_counter()
-                        log.info("clip %s: %d frames so far, %.1f frames/s", ref.clip_id, accumulator.n_frames,
-                                 accumulator.n_frames / (last_report - started))
+                        log.info("clip %s, %s: %d frames so far, %.1f frames/s", ref.clip_id, task.describe(),
+                                 accumulator.n_frames, accumulator.n_frames / (last_report - started))
                     faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
                         continue
                     features, scores = self.embed_faces(faces.images)
                     accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
-                    if self.config.with_face_rows:
-                        face_rows += self._face_rows(ref, chunk, faces, scores)
+                    if face_sink is not None:
+                        face_sink(self._face_rows(ref, chunk, faces, scores))
             except Exception as exc:  # one bad clip must not stop the job: record why instead
-                log.warning("clip %s failed: %s", ref.clip_id, exc)
-                error = f"{type(exc).__name__}: {exc}"
-        if error is not None:
-            accumulator = ClipAccumulator(self.layout)
-            face_rows = []
-        row = clip_row(ref, accumulator, self.spec.name, error, fps)
-        return ClipResult(row=row, face_rows=face_rows, seconds=time.perf_counter() - started)
+                where = "" if task.count == 1 else f"{task.describe()}: "
+                log.warning("clip %s failed: %s%s", ref.clip_id, where, exc)
+                error = f"{where}{type(exc).__name__}: {exc}"
+        return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started)
+
+    def process(self, ref: ClipRef) -> ClipResult:
+        """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""
+        face_rows: list[dict] = []
+        result = self.describe(SegmentTask(ref), face_rows.extend if self.config.with_face_rows else None)
+        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name,
+                           face_rows if result.error is None else [])
+
+
+def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str,
+                face_rows: list[dict] | None = None) -> ClipResult:
+    """The clip's row from its merged segments; an error leaves a zero descriptor and no counts."""
+    accumulator = merged.accumulator if merged.error is None else ClipAccumulator(merged.accumulator.layout)
+    row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments)
+    return ClipResult(row=row, face_rows=face_rows or [], seconds=merged.seconds)

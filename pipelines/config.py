@@ -38,6 +38,9 @@ class ExtractionConfig:
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
     with_face_rows: bool = False
+    segment_frames: int = 2048
+    """Sampled frames per segment of a long clip, each a separate unit of work (0: never split).
+    Not provenance: segments merge exactly, so the descriptors do not depend on it."""
 
     @staticmethod
     def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:

@@ -18,6 +18,7 @@ from pipelines.aggregate import ClipAccumulator
 from pipelines.beam_steps import describe_and_write
 from pipelines.clip_extractor import clip_row
 from pipelines.config import ExtractionConfig
+from pipelines.face_rows import remove_face_rows
 from pipelines.output import deduplicate_shards, publish, read_columns, staging_dir, status_counts, write_shard
 from pipelines.records import ClipRef
 from pipelines.schema import descriptor_table_schema
@@ -101,6 +102,9 @@ def run_extraction(
         write_shard(rows, clips_staging, schema)
         for column, values in table.items():
             values += [row[column] for row in rows]
+    if faces_staging is not None:
+        # A clip that failed in any segment keeps no face rows, as it keeps no descriptor.
+        remove_face_rows(faces_staging, [c for c, status in zip(table["clip_id"], table["status"]) if status == "error"])
     failures = {
         clip_id: error
         for clip_id, status, error in zip(table["clip_id"], table["status"], table["error"])

@@ -56,10 +56,15 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], objec
     return path
 
 
-def write_shard(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], schema: pa.Schema) -> str:
-    """Write one uniquely named Parquet shard; returns its path."""
+def write_shard(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], schema: pa.Schema,
+                name: str | None = None) -> str:
+    """Write one Parquet shard, uniquely named unless ``name`` is given; returns its path.
+
+    A given name makes the write idempotent: a retried bundle replaces its earlier shard.
+    """
     table = rows_to_table(rows, schema)
-    return str(write_atomically(Path(folder) / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(table, tmp)))
+    path = Path(folder) / f"part-{name or uuid.uuid4().hex}.parquet"
+    return str(write_atomically(path, lambda tmp: pq.write_table(table, tmp)))
 
 
 def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:

@@ -101,8 +101,8 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
 
     original = decode.iter_frame_chunks
 
-    def failing_midway(path, sampling):
-        for i, chunk in enumerate(original(path, sampling)):
+    def failing_midway(path, sampling, frame_range=None):
+        for i, chunk in enumerate(original(path, sampling, frame_range)):
             if "midway" in str(path) and i == 1:
                 raise decode.VideoDecodeError(f"{path}: corrupt packet at frame {chunk.frame_indices[0]}")
             yield chunk
@@ -132,7 +132,7 @@ def test_no_partial_output_when_the_run_is_interrupted(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipelines.clip_extractor.ClipExtractor.process", interrupted)
+    monkeypatch.setattr("pipelines.clip_extractor.ClipExtractor.describe", interrupted)
     with pytest.raises(Exception):
         extract.run(["--dataset", "afew", "--output", str(out)])
     assert not out.exists()

@@ -11,7 +11,7 @@ def row(clip_id: str, status: str = "ok", length: int = 8) -> dict:
     return {"clip_id": clip_id, "path": f"/v/{clip_id}.avi", "dataset": "afew", "split": "val", "label": "Happy",
             "label_index": 3, "n_frames": 10, "n_face_frames": 9, "n_faces": 9, "has_face": status == "ok",
             "descriptor": np.arange(length, dtype=np.float32), "featurizer": "f", "status": status, "error": None,
-            "max_faces_in_frame": 1, "fps": 25.0}
+            "max_faces_in_frame": 1, "fps": 25.0, "n_segments": 1}
 
 
 LAYOUT = DescriptorLayout("afew", 2)
@@ -60,3 +60,29 @@ def test_publish_replaces_the_output_only_when_complete(tmp_path):
     publish(second, output)
     assert read_column(output, "clip_id") == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or old folder left behind
+
+
+def test_face_rows_of_a_retried_segment_replace_the_first_attempt_and_error_clips_lose_theirs(tmp_path):
+    import pandas as pd
+
+    from pipelines.face_rows import FaceRowWriter, remove_face_rows
+    from pipelines.schema import frame_table_schema
+
+    schema = frame_table_schema(())
+
+    def rows(clip, frames):
+        return [{"clip_id": clip, "frame_index": f, "time_s": f / 25, "face_index": 0, "box": [0, 0, 9, 9],
+                 "probability": 0.99} for f in frames]
+
+    for attempt in range(2):  # a bundle retried after its first attempt wrote its shards
+        writer = FaceRowWriter(tmp_path, schema, "a/clip", segment=1, rows_per_shard=3)
+        writer.add(rows("a/clip", range(4)))
+        writer.add(rows("a/clip", range(4, 5)))
+        writer.flush()
+    other = FaceRowWriter(tmp_path, schema, "b", segment=0)
+    other.add(rows("b", range(2)))
+    other.flush()
+    table = pd.read_parquet(tmp_path)
+    assert sorted(table.frame_index[table.clip_id == "a/clip"]) == [0, 1, 2, 3, 4]
+    assert remove_face_rows(tmp_path, ["a/clip"]) == 2
+    assert set(pd.read_parquet(tmp_path).clip_id) == {"b"}

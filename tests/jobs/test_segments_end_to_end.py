@@ -1,0 +1,123 @@
+"""Long clips split into segments: the same rows and face rows as unsplit, on each of Beam's runners."""
+
+import logging
+import numpy as np
+import pandas as pd
+import pytest
+
+from videos import SAMPLES, write_video
+from jobs import extract
+
+pytestmark = pytest.mark.slow
+# 100-frame clips in segments of 32 frames (one decoding chunk): 4 segments, the last of 4 frames.
+SPLIT = ["--segment-frames", "32"]
+UNSPLIT = ["--segment-frames", "0"]
+
+
+def table(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder).set_index("clip_id").sort_index()
+
+
+def faces(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder).sort_values(["clip_id", "frame_index", "face_index"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def two_clips(tmp_path_factory):
+    """One clip with a face in every frame, one faceless, in the AFEW layout, each played twice (100 frames)."""
+    from featurizers.decode import iter_frame_chunks
+
+    root = tmp_path_factory.mktemp("long") / "afew"
+    for clip in ("Train_AFEW/Happy/000001001.avi", "Val_AFEW/Angry/000006006.avi"):
+        frames = [frame for chunk in iter_frame_chunks(SAMPLES / "afew" / clip) for frame in chunk.frames]
+        write_video(root / clip, frames + frames[::-1])
+    return root
+
+
+@pytest.fixture(scope="module")
+def unsplit(two_clips, tmp_path_factory):
+    out = tmp_path_factory.mktemp("unsplit")
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(out / "clips"),
+            "--frames-output", str(out / "faces"), *UNSPLIT]
+    assert extract.run(argv) == 0
+    return table(out / "clips"), faces(out / "faces")
+
+
+RUNNERS = {
+    "direct": [],
+    "multiprocessing": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+    "dask": ["--runner", "dask", "--dask_npartitions", "2"],
+}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, two_clips, unsplit, tmp_path,
+                                                                        caplog):
+    caplog.set_level(logging.INFO, logger="pipelines.beam_steps")
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
+            "--frames-output", str(tmp_path / "faces"), *SPLIT, *RUNNERS[runner]]
+    assert extract.run(argv) == 0
+    whole, whole_faces = unsplit
+    split = table(tmp_path / "clips")
+    counts = ["status", "n_frames", "n_face_frames", "n_faces", "has_face"]
+    assert split[counts].equals(whole[counts])
+    assert (split.n_segments == 4).all() and (whole.n_segments == 1).all()
+    assert whole.loc["000001001", "n_frames"] == 100
+    assert np.allclose(np.stack(split.descriptor), np.stack(whole.descriptor), rtol=1e-6, atol=1e-7)
+    split_faces = faces(tmp_path / "faces")
+    assert not split_faces.duplicated(["clip_id", "frame_index", "face_index"]).any()
+    assert split_faces.drop(columns="box").equals(whole_faces.drop(columns="box"))
+    if runner == "direct":  # other runners log in their worker processes
+        assert "000001001: ok, 100 frames in 4 segments" in caplog.text
+
+
+def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two_clips, tmp_path, monkeypatch,
+                                                                             capsys):
+    import featurizers.decode as decode
+
+    original = decode.iter_frame_chunks
+
+    def failing_in_the_third_segment(path, sampling, frame_range=None):
+        if "000001001" in str(path) and frame_range is not None and frame_range[0] == 64:
+            raise decode.VideoDecodeError(f"{path}: corrupt packet at frame 33")
+        yield from original(path, sampling, frame_range)
+
+    monkeypatch.setattr("pipelines.clip_extractor.iter_frame_chunks", failing_in_the_third_segment)
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
+            "--frames-output", str(tmp_path / "faces"), *SPLIT]
+    assert extract.run(argv) == 1
+    df = table(tmp_path / "clips")
+    failed = df.loc["000001001"]
+    assert failed.status == "error" and failed.error.startswith("segment 3 of 4 (frames 64-95): VideoDecodeError")
+    assert failed.n_frames == 0 and not np.any(failed.descriptor)
+    assert df.loc["000006006", "status"] == "faceless"
+    assert not list((tmp_path / "faces").glob("part-*.parquet"))  # the failed clip's face rows are gone
+    assert "1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset, clip, step", [("afew", "afew/Train_AFEW/Happy/000001001.avi", 3),
+                                                 ("vgaf", "vgaf/Train/1_1.mp4", 5)])
+def test_segment_statistics_merge_into_the_whole_clip_for_both_aggregations(dataset, clip, step):
+    from featurizers.decode import FrameSampling, probe_video
+    from pipelines.clip_extractor import ClipExtractor
+    from pipelines.config import ExtractionConfig
+    from pipelines.records import ClipRef
+    from pipelines.segments import SegmentTask, merge_segments, plan_segments, segment_ranges
+
+    sampling = FrameSampling(step=step, chunk_size=4)  # small chunks: several segments in a 50-frame clip
+    config = ExtractionConfig(dataset=dataset, featurizer="effnet_lite0_imagenet",
+                              detector=ExtractionConfig.default_detector(dataset), sampling=sampling)
+    extractor = ClipExtractor(config)
+    ref = ClipRef("c", str(SAMPLES / clip), dataset)
+    whole = extractor.describe(SegmentTask(ref))
+    n_frames = probe_video(ref.path).n_frames
+    tasks = plan_segments(ref, segment_ranges(n_frames, step, 3, sampling.chunk_size))  # 3 -> one chunk of 4
+    assert len(tasks) == -(-len(range(0, n_frames, step)) // 4) >= 3
+    merged = merge_segments([extractor.describe(t) for t in tasks], config.layout)
+    assert merged.error is None and whole.error is None
+    a, b = merged.accumulator, whole.accumulator
+    assert (a.n_frames, a.n_face_frames, a.n_faces, a.max_faces_in_frame) == \
+        (b.n_frames, b.n_face_frames, b.n_faces, b.max_faces_in_frame)
+    assert b.n_faces >= (2 * b.n_face_frames if dataset == "vgaf" else b.n_face_frames) > 0
+    # The same faces in the same batches: only the order of float64 sums differs.
+    assert np.allclose(a.descriptor(), b.descriptor(), rtol=1e-6, atol=1e-7)
