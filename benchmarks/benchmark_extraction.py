@@ -4,6 +4,10 @@
     python benchmarks/benchmark_extraction.py --dataset vgaf        # shipped VGAF sample
     python benchmarks/benchmark_extraction.py --dataset folder --data-root /videos --group
 
+    python benchmarks/make_realistic_clips.py --out /tmp/realistic       # real resolutions
+    python benchmarks/benchmark_extraction.py --data-root /tmp/realistic/afew --save benchmarks/results/afew_720x576.json
+    python benchmarks/benchmark_extraction.py --dataset vgaf --data-root /tmp/realistic/vgaf --save benchmarks/results/vgaf_1280x720.json
+
 Prints a table and writes it as JSON (``--save``, default ``benchmarks/results/<dataset>.json``)
 so that a change in speed shows in review. Stages are timed in one process, one after the
 other, on the same clips and settings; the end-to-end figure is ClipExtractor.process (what
@@ -31,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featurizers.decode import FrameSampling, iter_frame_chunks  # noqa: E402
+from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video  # noqa: E402
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS  # noqa: E402
 from pipelines.clip_extractor import ClipExtractor, faces_of_chunk  # noqa: E402
 from pipelines.config import ExtractionConfig  # noqa: E402
@@ -86,6 +90,17 @@ def timed(fn, memory: PeakRss | None = None):
     return value, time.perf_counter() - started
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two descriptors (1.0 for two zero descriptors: a faceless clip on both sides)."""
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norms) if norms else float(not a.any() and not b.any())
+
+
+def _duration_s(path: str) -> float:
+    info = probe_video(path)
+    return info.n_frames / info.fps if info.fps > 0 else float("nan")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=("afew", "vgaf", "folder"), default="afew")
@@ -115,10 +130,15 @@ def main(argv: list[str] | None = None) -> dict:
     # Stage by stage: decode all, then detect all, then featurize all (same batching as the pipeline).
     decode_s = detect_s = crop_s = featurize_s = 0.0
     n_frames = n_faces = 0
+    resolutions = set()
     for ref in refs:
-        chunks, seconds = timed(lambda: list(iter_frame_chunks(ref.path, config.sampling)))
-        decode_s += seconds
-        for chunk in chunks:
+        chunks = iter_frame_chunks(ref.path, config.sampling)
+        while True:  # chunk by chunk, as the pipeline streams: a long clip is never held whole
+            chunk, seconds = timed(lambda: next(chunks, None))
+            decode_s += seconds
+            if chunk is None:
+                break
+            resolutions.add(f"{chunk.frames.shape[2]}x{chunk.frames.shape[1]}")
             n_frames += len(chunk.frames)
             detections, seconds = timed(lambda: extractor.detector.detect(chunk.frames))
             detect_s += seconds
@@ -153,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     pipeline_frames = sum(r.row["n_frames"] for r in results)
     report = {
         "dataset": args.dataset, "data_root": str(root), "clips": len(refs), "featurizer": config.featurizer,
-        "frame_step": args.frame_step, "frames": n_frames, "faces": n_faces,
+        "resolution": ", ".join(sorted(resolutions)), "frame_step": args.frame_step, "frames": n_frames,
+        "faces": n_faces, "seconds_of_video": round(sum(_duration_s(ref.path) for ref in refs), 1),
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "torch": torch.__version__, "featurizer_backend": extractor.embedder.backend,
         "model_load_s": round(load_s, 2),
@@ -168,11 +189,13 @@ def main(argv: list[str] | None = None) -> dict:
     if plain_pass is not None:
         plain_frames = sum(n for _, n in plain)
         diff = max(float(np.abs(r.row["descriptor"] - d).max()) for r, (d, _) in zip(results, plain))
+        cosine = min(_cosine(r.row["descriptor"], d) for r, (d, _) in zip(results, plain))
         report.update({
             "plain_loop_fps": round(plain_frames / plain_s, 2),
             "plain_loop_peak_rss_mib": round(plain_peak, 1),
             "speedup_vs_plain_loop": round((pipeline_frames / pipeline_s) / (plain_frames / plain_s), 2),
             "max_abs_descriptor_difference": diff,
+            "min_descriptor_cosine": round(cosine, 6),
         })
     report["peak_rss_mib"] = round(peak_rss_mib(), 1)
     width = max(len(k) for k in report)

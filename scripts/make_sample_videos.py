@@ -363,14 +363,15 @@ VGAF_LABELS = {"1_1": 1, "2_3": 3, "3_1": 1, "4_2": 2, "5_2": 3}
 VGAF_LABEL_HEADER = "Vid_name Label"
 
 
-def clip_frames(clip: SampleClip, photos: dict[str, Image.Image], size: tuple[int, int]) -> Iterator[np.ndarray]:
+def clip_frames(clip: SampleClip, photos: dict[str, Image.Image], size: tuple[int, int],
+                frames: int = CLIP_FRAMES) -> Iterator[np.ndarray]:
     """The clip's frames: the camera over a fixed still, or over a group scene that moves itself."""
     if isinstance(clip.subject, Still):
         still = render_still(clip.subject, photos)
         scene: Callable[[int], Image.Image] = lambda _index: still  # noqa: E731
     else:
-        scene = group_scene(clip.subject, photos, CLIP_FRAMES, seed=clip.seed + 100)
-    return film(scene, clip.move, size, CLIP_FRAMES, clip.seed)
+        scene = group_scene(clip.subject, photos, frames, seed=clip.seed + 100)
+    return film(scene, clip.move, size, frames, clip.seed)
 
 
 def write_video(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int]) -> int:

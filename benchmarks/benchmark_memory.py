@@ -1,0 +1,79 @@
+"""Peak resident memory of describing a short clip and a long one: flat in clip length or not.
+
+    python benchmarks/make_realistic_clips.py --out /tmp/realistic
+    python benchmarks/benchmark_memory.py /tmp/realistic/long/short_640x360.mp4 /tmp/realistic/long/archive_640x360.mp4
+
+Each clip runs in a fresh process (what one Beam worker does for one clip: ClipExtractor.process,
+unsplit, with face rows kept as with ``--frames-output``), so each peak is that clip's alone,
+models included. Prints frames, resolution, seconds and peak RSS per clip, and the difference
+between the longest and the shortest clip (the project's target: at most 300 MB).
+Results are written as JSON (``--save``, default ``benchmarks/results/memory.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def describe_one(path: str, frame_step: int) -> dict:
+    """Describe one clip in this process and report what it cost."""
+    from featurizers.decode import FrameSampling, probe_video
+    from pipelines.clip_extractor import ClipExtractor
+    from pipelines.config import ExtractionConfig
+    from pipelines.records import ClipRef
+
+    config = ExtractionConfig(dataset="folder", featurizer="effnet_lite0_imagenet",
+                              sampling=FrameSampling(step=frame_step), with_face_rows=True)
+    extractor = ClipExtractor(config)
+    models_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    result = extractor.process(ClipRef(Path(path).stem, path, "folder"))
+    seconds = time.perf_counter() - started
+    info = probe_video(path)
+    import decord
+
+    height, width = decord.VideoReader(path, num_threads=1)[0].shape[:2]
+    return {"clip": path, "resolution": f"{width}x{height}", "frames_in_file": info.n_frames,
+            "frames_described": result.row["n_frames"], "faces": result.row["n_faces"],
+            "status": result.row["status"], "seconds": round(seconds, 1),
+            "frames_per_s": round(result.row["n_frames"] / seconds, 1),
+            "rss_after_model_load_mib": round(models_rss, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("clips", nargs="+", help="video files, each described in its own process")
+    parser.add_argument("--frame-step", type=int, default=1)
+    parser.add_argument("--save", type=Path, default=Path(__file__).resolve().parent / "results" / "memory.json")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child's mode
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(describe_one(args.clips[0], args.frame_step)))
+        return {}
+    runs = []
+    for clip in args.clips:
+        child = subprocess.run([sys.executable, __file__, "--one", "--frame-step", str(args.frame_step), clip],
+                               check=True, capture_output=True, text=True)
+        runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]))
+    by_length = sorted(runs, key=lambda r: r["frames_described"])
+    report = {"runs": runs, "frame_step": args.frame_step,
+              "peak_difference_longest_vs_shortest_mib": round(by_length[-1]["peak_rss_mib"] - by_length[0]["peak_rss_mib"], 1)}
+    print(f"peak RSS, longest ({by_length[-1]['frames_described']} frames) minus shortest "
+          f"({by_length[0]['frames_described']} frames): {report['peak_difference_longest_vs_shortest_mib']} MiB")
+    args.save.parent.mkdir(parents=True, exist_ok=True)
+    args.save.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
