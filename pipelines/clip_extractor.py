@@ -129,6 +129,7 @@ class ClipExtractor:
         holds them all.
         """
         ref = task.clip
+        where = "" if task.count == 1 else f"{task.describe()}: "
         started = time.perf_counter()
         accumulator = ClipAccumulator(self.layout)
         fps = None
@@ -141,7 +142,7 @@ class ClipExtractor:
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
                         last_report = time.perf_counter()
-                        log.info("clip %s, %s: %d frames so far, %.1f frames/s", ref.clip_id, task.describe(),
+                        log.info("clip %s: %s%d frames so far, %.1f frames/s", ref.clip_id, where,
                                  accumulator.n_frames, accumulator.n_frames / (last_report - started))
                     faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
@@ -151,7 +152,6 @@ class ClipExtractor:
                     if face_sink is not None:
                         face_sink(self._face_rows(ref, chunk, faces, scores))
             except Exception as exc:  # one bad clip must not stop the job: record why instead
-                where = "" if task.count == 1 else f"{task.describe()}: "
                 log.warning("clip %s failed: %s%s", ref.clip_id, where, exc)
                 error = f"{where}{type(exc).__name__}: {exc}"
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started)
