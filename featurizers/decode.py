@@ -51,6 +51,28 @@ class FrameChunk:
     native_fps: float
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container declares, read without decoding any frame."""
+
+    n_frames: int
+    """Frames the container declares (decord counts the video packets)."""
+    fps: float
+
+
+def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Native indices of the frames a sampling keeps: ``arange(0, n_frames, step)`` within ``[start, stop)``.
+
+    The sampling is anchored at frame 0 whatever the range, so the indices of consecutive
+    ranges concatenate to exactly the indices of the whole clip.
+    """
+    start, stop = (0, n_frames) if frame_range is None else frame_range
+    if start < 0 or stop < start:
+        raise ValueError(f"frame range must satisfy 0 <= start <= stop, got [{start}, {stop})")
+    first = -(-start // step) * step  # the first multiple of step at or after start
+    return np.arange(first, min(stop, n_frames), step, dtype=np.int64)
+
+
 def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
     import decord
 
@@ -97,19 +119,37 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> Iterator[FrameChunk]:
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """The declared frame count and frame rate of a video, after the same checks as decoding.
+
+    Raises :class:`VideoDecodeError` when the file cannot be opened as a video.
+    """
+    return _info(_open(path), path)
+
+
+def _info(reader, path: str | os.PathLike[str]) -> VideoInfo:
+    n_frames = len(reader)
+    if n_frames == 0:
+        raise VideoDecodeError(f"{path}: the container holds no video frames")
+    return VideoInfo(n_frames=n_frames, fps=float(reader.get_avg_fps()))
+
+
+def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
+                      frame_range: tuple[int, int] | None = None) -> Iterator[FrameChunk]:
     """Yield the sampled frames of a video chunk by chunk.
+
+    ``frame_range=(start, stop)`` keeps only the sampled frames with native index in
+    ``[start, stop)``; the sampling stays anchored at frame 0, so the chunks of consecutive
+    ranges concatenate to exactly the frames of the whole clip.
 
     Raises :class:`VideoDecodeError` (also an ``OSError``) when the file cannot be opened or a
     frame cannot be decoded midway, naming the file and the frame.
     """
     reader = _open(path)
-    n_frames = len(reader)
-    if n_frames == 0:
-        raise VideoDecodeError(f"{path}: the container holds no video frames")
-    fps = float(reader.get_avg_fps())
+    info = _info(reader, path)
+    n_frames, fps = info.n_frames, info.fps
     step = sampling.step_for(fps)
-    indices = np.arange(0, n_frames, step, dtype=np.int64)
+    indices = sampled_indices(n_frames, step, frame_range)
     for start in range(0, len(indices), sampling.chunk_size):
         chunk = indices[start : start + sampling.chunk_size]
         try:

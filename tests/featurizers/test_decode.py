@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from videos import SAMPLES, panning_frames, write_video
-from featurizers.decode import FrameSampling, iter_frame_chunks, riff_shortfall
+from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video, riff_shortfall, sampled_indices
 from featurizers.errors import VideoDecodeError
 
 
@@ -82,3 +82,47 @@ def test_riff_check_ignores_other_formats_and_unpatched_headers(tmp_path):
     longer = tmp_path / "opendml.avi"  # a first RIFF chunk followed by more (AVIX) data
     longer.write_bytes(b"RIFF" + (20).to_bytes(4, "little") + b"AVI " + b"\0" * 100)
     assert riff_shortfall(longer) == 0
+
+
+@pytest.fixture(scope="module")
+def h264_clip(tmp_path_factory, astronaut):
+    """A 70-frame H.264 clip with a keyframe every 16 frames and B-frames: ranges start mid-GOP."""
+    import av
+
+    path = tmp_path_factory.mktemp("decode") / "pan.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "16", "bf": "2"})
+        stream.height, stream.width, stream.pix_fmt = 96, 128, "yuv420p"
+        for frame in panning_frames(astronaut, 70, (96, 128)):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_probe_video_reads_the_declared_count_and_rate(counting_clip, tmp_path):
+    info = probe_video(counting_clip)
+    assert (info.n_frames, info.fps) == (30, pytest.approx(10.0))
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        probe_video(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("sampling", [FrameSampling(chunk_size=8), FrameSampling(step=3, chunk_size=5),
+                                      FrameSampling(target_fps=6.25, chunk_size=4)])
+def test_consecutive_frame_ranges_concatenate_to_the_whole_clip(h264_clip, sampling):
+    whole = list(iter_frame_chunks(h264_clip, sampling))
+    bounds = [0, 7, 23, 24, 50, 70]  # ranges cut mid-GOP, one frame wide, and ending at the clip's end
+    parts = [c for a, b in zip(bounds, bounds[1:]) for c in iter_frame_chunks(h264_clip, sampling, frame_range=(a, b))]
+    step = sampling.step_for(25.0)
+    whole_indices = np.concatenate([c.frame_indices for c in whole])
+    assert whole_indices.tolist() == list(range(0, 70, step))
+    assert np.concatenate([c.frame_indices for c in parts]).tolist() == whole_indices.tolist()
+    assert np.array_equal(np.concatenate([c.frames for c in parts]), np.concatenate([c.frames for c in whole]))
+    assert np.array_equal(np.concatenate([c.times_s for c in parts]), np.concatenate([c.times_s for c in whole]))
+
+
+def test_sampled_indices_of_a_range_keep_the_anchor_at_frame_zero():
+    assert sampled_indices(100, 4, (10, 30)).tolist() == [12, 16, 20, 24, 28]
+    assert sampled_indices(100, 4, (30, 30)).tolist() == []
+    assert sampled_indices(20, 4, (10, 500)).tolist() == [12, 16]  # a range past the end stops at the end
+    with pytest.raises(ValueError):
+        sampled_indices(100, 4, (30, 10))
