@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizers.errors import VideoDecodeError
+from featurizers.video_reader import IndexedVideo, ReadError
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class FrameChunk:
     times_s: np.ndarray
     frames: np.ndarray
     native_fps: float
+    n_corrupt: int = 0
+    """Sampled frames of this chunk's index range that the decoder could not give (corrupt or
+    missing packets): left out of ``frames``, never replaced by a neighbour."""
 
 
 @dataclass(frozen=True)
@@ -73,23 +78,39 @@ def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | Non
     return np.arange(first, min(stop, n_frames), step, dtype=np.int64)
 
 
-def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
-    import decord
+def check_video_path(path: str | os.PathLike[str]) -> Path:
+    """The checks made before any decoder sees a path; raises :class:`VideoDecodeError` naming it.
 
+    A named pipe (FIFO) is let through unread: a stream has no size or header to check here,
+    and reading its first bytes would take them from the decoder.
+    """
     p = Path(path)
     if p.is_dir():
         raise VideoDecodeError(f"{p}: is a folder, not a video file")
-    if not p.is_file():
+    if not p.exists():
         raise VideoDecodeError(f"{p}: no such file")
+    if stat.S_ISFIFO(p.stat().st_mode):
+        return p
+    if not p.is_file():
+        raise VideoDecodeError(f"{p}: not a regular file or a pipe")
     if p.stat().st_size == 0:
         raise VideoDecodeError(f"{p}: empty file (0 bytes)")
     missing = riff_shortfall(p)
     if missing:
         raise VideoDecodeError(f"{p}: truncated: the AVI header declares {missing} more bytes than the file holds")
+    return p
+
+
+def _open(path: str | os.PathLike[str]) -> IndexedVideo:
+    p = check_video_path(path)
     try:
-        return decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # decord raises RuntimeError or DECORDError, which is no RuntimeError
-        raise VideoDecodeError(f"{p}: cannot open as a video ({_first_line(exc)})") from exc
+        video = IndexedVideo(str(p))
+    except ReadError as exc:
+        raise VideoDecodeError(f"{p}: {exc}") from exc
+    if video.n_frames == 0:
+        video.close()
+        raise VideoDecodeError(f"{p}: the container holds no video frames")
+    return video
 
 
 _RIFF_SIZE_UNKNOWN = (0, 0xFFFFFFFF)
@@ -124,14 +145,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 
     Raises :class:`VideoDecodeError` when the file cannot be opened as a video.
     """
-    return _info(_open(path), path)
-
-
-def _info(reader, path: str | os.PathLike[str]) -> VideoInfo:
-    n_frames = len(reader)
-    if n_frames == 0:
-        raise VideoDecodeError(f"{path}: the container holds no video frames")
-    return VideoInfo(n_frames=n_frames, fps=float(reader.get_avg_fps()))
+    video = _open(path)
+    video.close()
+    return VideoInfo(n_frames=video.n_frames, fps=video.fps)
 
 
 def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
@@ -145,18 +161,16 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     Raises :class:`VideoDecodeError` (also an ``OSError``) when the file cannot be opened or a
     frame cannot be decoded midway, naming the file and the frame.
     """
-    reader = _open(path)
-    info = _info(reader, path)
-    n_frames, fps = info.n_frames, info.fps
-    step = sampling.step_for(fps)
-    indices = sampled_indices(n_frames, step, frame_range)
-    for start in range(0, len(indices), sampling.chunk_size):
-        chunk = indices[start : start + sampling.chunk_size]
+    video = _open(path)
+    try:
+        fps = video.fps
+        indices = sampled_indices(video.n_frames, sampling.step_for(fps), frame_range)
         try:
-            frames = reader.get_batch(chunk.tolist()).asnumpy()
-        except Exception as exc:
-            raise VideoDecodeError(
-                f"{path}: decoding failed at frames {chunk[0]}-{chunk[-1]} of {n_frames} ({_first_line(exc)})"
-            ) from exc
-        times = chunk / fps if fps > 0 else np.full(len(chunk), np.nan)
-        yield FrameChunk(frame_indices=chunk, times_s=times.astype(np.float64), frames=frames, native_fps=fps)
+            for decoded in video.read(indices, sampling.chunk_size):
+                times = decoded.frame_indices / fps if fps > 0 else np.full(len(decoded.frame_indices), np.nan)
+                yield FrameChunk(frame_indices=decoded.frame_indices, times_s=times.astype(np.float64),
+                                 frames=decoded.frames, native_fps=fps, n_corrupt=decoded.n_lost)
+        except ReadError as exc:
+            raise VideoDecodeError(f"{path}: {exc}") from exc
+    finally:
+        video.close()

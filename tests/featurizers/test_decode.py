@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,34 @@ def test_sampled_indices_of_a_range_keep_the_anchor_at_frame_zero():
     assert sampled_indices(20, 4, (10, 500)).tolist() == [12, 16]  # a range past the end stops at the end
     with pytest.raises(ValueError):
         sampled_indices(100, 4, (30, 10))
+
+
+def _tree_rss_mib() -> float:
+    """Resident memory of this process and every process below it (a decoder may run in a child)."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def test_a_slow_consumer_does_not_make_the_decoder_hold_the_clip(tmp_path, astronaut):
+    # 360 frames of 640x360 are 237 MiB decoded. decord 0.6.0 read the whole file ahead and decoded
+    # it into an unbounded queue while the consumer was busy: RSS grew by about the whole clip.
+    frames = panning_frames(astronaut, 12, (360, 640))
+    clip = write_video(tmp_path / "long.avi", [frames[i % 12] for i in range(360)])
+    chunk_mib = 8 * 360 * 640 * 3 / 2**20
+    chunks = iter_frame_chunks(clip, FrameSampling(chunk_size=8))
+    next(chunks)
+    baseline, peak, n = _tree_rss_mib(), 0.0, 1
+    for chunk in chunks:
+        time.sleep(0.03)  # a consumer slower than the decoder, as face detection is
+        peak = max(peak, _tree_rss_mib())
+        n += 1
+    assert n == 45
+    assert peak - baseline < 8 * chunk_mib, f"RSS grew by {peak - baseline:.0f} MiB (a chunk is {chunk_mib:.1f} MiB)"
