@@ -159,3 +159,54 @@ def test_a_slow_consumer_does_not_make_the_decoder_hold_the_clip(tmp_path, astro
         n += 1
     assert n == 45
     assert peak - baseline < 8 * chunk_mib, f"RSS grew by {peak - baseline:.0f} MiB (a chunk is {chunk_mib:.1f} MiB)"
+
+
+@pytest.fixture
+def stalled_pipe(tmp_path):
+    """A named pipe listed as a video: its writer sends the first half of a real clip, then stalls."""
+    import os
+    import threading
+
+    data = (SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi").read_bytes()
+    fifo = tmp_path / "stalled.avi"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def write() -> None:
+        with open(fifo, "wb") as pipe:  # blocks until the decoder opens the pipe
+            pipe.write(data[: len(data) // 2])
+            pipe.flush()
+            release.wait()  # ... and never sends the rest while the test runs
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    yield fifo
+    release.set()
+    if writer.is_alive():  # the decoder never opened the pipe: open it, so the writer's open returns
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        writer.join(5)
+        os.close(reader)
+
+
+def test_a_stuck_decoder_fails_its_clip_within_the_time_limit_and_the_next_clip_decodes(stalled_pipe, counting_clip):
+    started = time.monotonic()
+    with pytest.raises(VideoDecodeError, match=r"stalled.avi: decoding stopped making progress .* time limit of 2 s"):
+        list(iter_frame_chunks(stalled_pipe, FrameSampling(clip_timeout_s=2)))
+    assert 2 <= time.monotonic() - started < 20
+    assert sum(len(c.frames) for c in iter_frame_chunks(counting_clip, FrameSampling(clip_timeout_s=2))) == 30
+
+
+def test_a_decoder_that_dies_fails_its_clip_naming_the_frames(counting_clip):
+    import os
+    import signal
+
+    import psutil
+
+    chunks = iter_frame_chunks(counting_clip, FrameSampling(chunk_size=4))
+    first = next(chunks)
+    assert first.frame_indices.tolist() == [0, 1, 2, 3]
+    (decoder,) = [p for p in psutil.Process().children() if "featurizers.decode_child" in " ".join(p.cmdline())]
+    os.kill(decoder.pid, signal.SIGABRT)  # what decord does on some corrupt packets (dmlc/decord#25)
+    with pytest.raises(VideoDecodeError, match=r"count.avi: the decoder process died \(signal SIGABRT\) at frames \d+-29"):
+        list(chunks)  # chunks decoded ahead before the abort may still arrive; then the error
+    assert len(list(iter_frame_chunks(counting_clip))) == 1  # the next clip decodes
