@@ -280,9 +280,12 @@ class _DecoderProcess:
         return message
 
     def info(self, where: str) -> tuple[int, float]:
-        _, n_frames, fps = self._receive(where)
+        _, n_frames, fps, declared = self._receive(where)
         if n_frames == 0:
             raise VideoDecodeError(f"{self.path}: the container holds no video frames")
+        if declared > n_frames:
+            raise VideoDecodeError(f"{self.path}: the container declares {declared} frames but holds {n_frames}: "
+                                   f"frames {n_frames}-{declared - 1} are missing")
         return n_frames, fps
 
     def chunk(self, where: str, chunk_size: int) -> tuple[np.ndarray | None, np.ndarray | None, int]:

@@ -8,7 +8,7 @@ A decoder that hangs or aborts takes only this process down; the parent turns th
 :class:`~featurizers.errors.VideoDecodeError` for the clip.
 
 Messages (pickled over the two pipes):
-  child -> parent: ("info", n_frames, fps) | ("chunk", slot, frame_indices, n_lost, shape)
+  child -> parent: ("info", n_frames, fps, declared_frames) | ("chunk", slot, frame_indices, n_lost, shape)
                    | ("done",) | ("error", message)
   parent -> child: indices (np.ndarray of int64, ascending), chunk_size; then ("free", slot) ...
 """
@@ -35,7 +35,7 @@ def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None
     except ReadError as exc:
         outbox.send(("error", str(exc)))
         return
-    outbox.send(("info", video.n_frames, video.fps))
+    outbox.send(("info", video.n_frames, video.fps, video.declared_frames))
     request = inbox.recv()
     if request is None:  # a probe: the parent wanted the count and rate only
         return

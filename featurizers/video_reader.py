@@ -58,6 +58,8 @@ class IndexedVideo:
             self.close()
             raise ReadError(f"cannot read the packets ({_first_line(exc)})") from exc
         self.n_frames = len(self._timestamps)
+        self.declared_frames = int(self._stream.frames or 0)
+        """The frame count the container's header states (0: none); ``n_frames`` counts the packets."""
         self._rank = {int(ts): i for i, ts in enumerate(self._timestamps)}
 
     def _index(self) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,7 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
-             fps: float | None = None) -> dict:
+             fps: float | None = None, n_corrupt_frames: int = 0) -> dict:
     """The descriptor-table row of a clip; ``error`` set means status ``error`` and a zero descriptor."""
     status = "error" if error else ("ok" if accumulator.has_face else "faceless")
     return {
@@ -73,6 +73,7 @@ def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error:
         "error": error,
         "max_faces_in_frame": accumulator.max_faces_in_frame,
         "fps": fps,
+        "n_corrupt_frames": n_corrupt_frames,
     }
 
 
@@ -123,12 +124,14 @@ class ClipExtractor:
         accumulator = ClipAccumulator(self.layout)
         face_rows: list[dict] = []
         fps = None
+        n_corrupt = 0
         error = ref.problem
         if error is None:
             try:
                 last_report = started
                 for chunk in iter_frame_chunks(ref.path, self.config.sampling):
                     fps = chunk.native_fps
+                    n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
                         last_report = time.perf_counter()
@@ -147,5 +150,6 @@ class ClipExtractor:
         if error is not None:
             accumulator = ClipAccumulator(self.layout)
             face_rows = []
-        row = clip_row(ref, accumulator, self.spec.name, error, fps)
+            n_corrupt = 0
+        row = clip_row(ref, accumulator, self.spec.name, error, fps, n_corrupt)
         return ClipResult(row=row, face_rows=face_rows, seconds=time.perf_counter() - started)

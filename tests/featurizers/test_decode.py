@@ -210,3 +210,52 @@ def test_a_decoder_that_dies_fails_its_clip_naming_the_frames(counting_clip):
     with pytest.raises(VideoDecodeError, match=r"count.avi: the decoder process died \(signal SIGABRT\) at frames \d+-29"):
         list(chunks)  # chunks decoded ahead before the abort may still arrive; then the error
     assert len(list(iter_frame_chunks(counting_clip))) == 1  # the next clip decodes
+
+
+def _corrupt_packets(clip, out, packets):
+    """A copy of ``clip`` with the payload of the given video packets overwritten by noise."""
+    import av
+
+    with av.open(str(clip)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(clip.read_bytes())
+    for k in packets:
+        pos, size = spans[k]
+        data[pos + 8 : pos + size] = np.random.default_rng(k).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_corrupt_frames_are_left_out_and_counted_not_replaced(counting_clip, tmp_path):
+    damaged = _corrupt_packets(counting_clip, tmp_path / "damaged.avi", [15, 16])
+    chunks = list(iter_frame_chunks(damaged, FrameSampling(chunk_size=8)))
+    indices = np.concatenate([c.frame_indices for c in chunks]).tolist()
+    assert indices == [k for k in range(30) if k not in (15, 16)]
+    assert [c.n_corrupt for c in chunks] == [0, 1, 1, 0]
+    levels = np.concatenate([c.frames[:, 24, 32, 0] for c in chunks]).astype(int)
+    assert np.all(np.abs(levels - 8 * np.asarray(indices)) <= 6)  # no frame stands in for another
+
+
+def test_a_clip_with_too_many_corrupt_frames_is_an_error_naming_the_range(counting_clip, tmp_path):
+    damaged = _corrupt_packets(counting_clip, tmp_path / "damaged.avi", [10, 11, 12, 13])
+    with pytest.raises(VideoDecodeError, match=r"damaged.avi: 4 of the 30 sampled frames in frames 0-29 are corrupt"):
+        list(iter_frame_chunks(damaged))
+    assert sum(c.n_corrupt for c in iter_frame_chunks(damaged, frame_range=(20, 30))) == 0
+
+
+def test_a_container_declaring_more_frames_than_it_holds_is_an_error_naming_the_missing_frames(tmp_path, astronaut):
+    import av
+
+    whole = tmp_path / "faststart.mp4"  # index first, so a cut file still states the full count
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width, stream.pix_fmt = 120, 160, "yuv420p"
+        for frame in panning_frames(astronaut, 40, (120, 160)):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    with pytest.raises(VideoDecodeError, match=r"cut.mp4: the container declares 40 frames but holds \d+: frames \d+-39 are missing"):
+        list(iter_frame_chunks(cut))
+    with pytest.raises(VideoDecodeError, match="declares 40 frames"):
+        probe_video(cut)
