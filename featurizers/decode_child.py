@@ -15,6 +15,7 @@ Messages (pickled over the two pipes):
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import sys
@@ -22,14 +23,14 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from featurizers.video_reader import IndexedVideo, ReadError
+
 SLOTS = 2
 """Chunks the child may have decoded ahead of the parent: one being read, one being filled."""
 
 
 def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None:
     """Decode ``path`` as the parent asks; every failure is reported, never raised."""
-    from featurizers.video_reader import IndexedVideo, ReadError
-
     try:
         video = IndexedVideo(path)
     except ReadError as exc:
@@ -45,21 +46,23 @@ def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None
     free = list(range(SLOTS))
     try:
         for chunk in video.read(indices, chunk_size):
+            shape = (len(chunk.frames), *chunk.frames[0].shape)
             if shared is None:
                 slot_bytes = chunk_size * chunk.frames[0].nbytes
                 os.ftruncate(shm_fd, SLOTS * slot_bytes)
                 shared = mmap.mmap(shm_fd, SLOTS * slot_bytes)
-            if chunk.frames.nbytes > slot_bytes:
-                outbox.send(("error", f"the frame size changes within the video at frame {chunk.frame_indices[0]}"))
+            if any(frame.shape != shape[1:] for frame in chunk.frames) or math.prod(shape) > slot_bytes:
+                outbox.send(("error", f"the frame size changes within the video near frame {chunk.frame_indices[0]}"))
                 return
             while not free:
                 message = inbox.recv()
                 free.append(message[1])
             slot = free.pop(0)
-            view = np.frombuffer(shared, np.uint8, chunk.frames.size, slot * slot_bytes)
-            view[:] = chunk.frames.reshape(-1)
+            view = np.frombuffer(shared, np.uint8, math.prod(shape), slot * slot_bytes).reshape(shape)
+            for i, frame in enumerate(chunk.frames):
+                view[i] = frame
             del view  # the mmap cannot close while a view exports its buffer
-            outbox.send(("chunk", slot, chunk.frame_indices, chunk.n_lost, chunk.frames.shape))
+            outbox.send(("chunk", slot, chunk.frame_indices, chunk.n_lost, shape))
     except ReadError as exc:
         outbox.send(("error", str(exc)))
         return
@@ -69,6 +72,8 @@ def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None
 
 
 def main(argv: list[str]) -> None:
+    import av  # noqa: F401  imported before the path comes, so a process started ahead is ready
+
     in_fd, out_fd, shm_fd = (int(a) for a in argv[1:4])
     inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
     path = inbox.recv()

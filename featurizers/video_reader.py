@@ -28,10 +28,14 @@ class ReadError(Exception):
 
 @dataclass(frozen=True)
 class DecodedChunk:
-    """Decoded frames of consecutive wanted indices; ``n_lost`` wanted frames had no usable picture."""
+    """Decoded frames of consecutive wanted indices; ``n_lost`` wanted frames had no usable picture.
+
+    ``frames`` is a list of RGB (H, W, 3) arrays, so a caller copies each straight to where it
+    goes (a shared memory slot) instead of through a stacked copy.
+    """
 
     frame_indices: np.ndarray
-    frames: np.ndarray
+    frames: list[np.ndarray]
     n_lost: int
 
 
@@ -120,8 +124,7 @@ class IndexedVideo:
 
         def take() -> DecodedChunk:
             nonlocal lost
-            frames = np.stack(kept_frames) if kept_frames else np.zeros((0, 0, 0, 3), np.uint8)
-            out = DecodedChunk(np.asarray(kept_indices, np.int64), frames, lost)
+            out = DecodedChunk(np.asarray(kept_indices, np.int64), list(kept_frames), lost)
             kept_indices.clear(), kept_frames.clear()
             lost = 0
             return out
