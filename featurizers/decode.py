@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import atexit
 import math
+import mmap
 import os
+import signal
+import stat
 import struct
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 from featurizers.errors import VideoDecodeError
+from featurizers.decode_child import SLOTS
+
+
+DECODE_TIMEOUT_BASE_S = 60.0
+DECODE_TIMEOUT_PER_FRAME_S = 0.05
+"""The default time limit of a clip's decoding: 60 s to open it, then 0.05 s per native frame
+(20 frames/s, ten times slower than a single core decodes 1080p H.264)."""
+
+MAX_CORRUPT_SHARE = 0.1
+"""Above this share of a clip's sampled frames left out as undecodable, the clip is an error."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +39,10 @@ class FrameSampling:
     step: int = 1
     target_fps: float | None = None
     chunk_size: int = 32
-    """Frames decoded per call: big enough for decord's fast sequential path, small enough to bound memory."""
+    """Frames per chunk: enough to batch face detection, few enough to bound memory."""
+    clip_timeout_s: float | None = None
+    """How long the consumer may wait on a clip's (or frame range's) decoder before the clip fails;
+    None: :meth:`timeout_for` its frame count. Not part of :meth:`to_dict`: it never changes descriptors."""
 
     def __post_init__(self) -> None:
         if self.step < 1:
@@ -30,6 +51,8 @@ class FrameSampling:
             raise ValueError(f"target fps must be > 0, got {self.target_fps}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk size must be >= 1, got {self.chunk_size}")
+        if self.clip_timeout_s is not None and not self.clip_timeout_s > 0:
+            raise ValueError(f"clip timeout must be > 0 seconds, got {self.clip_timeout_s}")
 
     def step_for(self, native_fps: float) -> int:
         """The frame step that realises this sampling on a clip of ``native_fps``."""
@@ -37,16 +60,14 @@ class FrameSampling:
             return self.step
         return max(1, round(native_fps / self.target_fps))
 
+    def timeout_for(self, n_native_frames: int) -> float:
+        """The decoding time limit of a clip or frame range spanning ``n_native_frames`` frames."""
+        if self.clip_timeout_s is not None:
+            return self.clip_timeout_s
+        return DECODE_TIMEOUT_BASE_S + DECODE_TIMEOUT_PER_FRAME_S * n_native_frames
+
     def to_dict(self) -> dict[str, object]:
         return {"step": self.step, "target_fps": self.target_fps, "chunk_size": self.chunk_size}
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a container declares about its video stream, read without decoding frames."""
-
-    n_frames: int
-    fps: float
 
 
 @dataclass(frozen=True)
@@ -57,25 +78,54 @@ class FrameChunk:
     times_s: np.ndarray
     frames: np.ndarray
     native_fps: float
+    n_corrupt: int = 0
+    """Sampled frames of this chunk's index range that the decoder could not give (corrupt or
+    missing packets): left out of ``frames``, never replaced by a neighbour."""
 
 
-def _open(path: str | os.PathLike[str]):  # -> decord.VideoReader
-    import decord
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container declares, read without decoding any frame."""
 
+    n_frames: int
+    """Frames the container declares (decord counts the video packets)."""
+    fps: float
+
+
+def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Native indices of the frames a sampling keeps: ``arange(0, n_frames, step)`` within ``[start, stop)``.
+
+    The sampling is anchored at frame 0 whatever the range, so the indices of consecutive
+    ranges concatenate to exactly the indices of the whole clip.
+    """
+    start, stop = (0, n_frames) if frame_range is None else frame_range
+    if start < 0 or stop < start:
+        raise ValueError(f"frame range must satisfy 0 <= start <= stop, got [{start}, {stop})")
+    first = -(-start // step) * step  # the first multiple of step at or after start
+    return np.arange(first, min(stop, n_frames), step, dtype=np.int64)
+
+
+def check_video_path(path: str | os.PathLike[str]) -> Path:
+    """The checks made before any decoder sees a path; raises :class:`VideoDecodeError` naming it.
+
+    A named pipe (FIFO) is let through unread: a stream has no size or header to check here,
+    and reading its first bytes would take them from the decoder.
+    """
     p = Path(path)
     if p.is_dir():
         raise VideoDecodeError(f"{p}: is a folder, not a video file")
-    if not p.is_file():
+    if not p.exists():
         raise VideoDecodeError(f"{p}: no such file")
+    if stat.S_ISFIFO(p.stat().st_mode):
+        return p
+    if not p.is_file():
+        raise VideoDecodeError(f"{p}: not a regular file or a pipe")
     if p.stat().st_size == 0:
         raise VideoDecodeError(f"{p}: empty file (0 bytes)")
     missing = riff_shortfall(p)
     if missing:
         raise VideoDecodeError(f"{p}: truncated: the AVI header declares {missing} more bytes than the file holds")
-    try:
-        return decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # decord raises RuntimeError or DECORDError, which is no RuntimeError
-        raise VideoDecodeError(f"{p}: cannot open as a video ({_first_line(exc)})") from exc
+    return p
 
 
 _RIFF_SIZE_UNKNOWN = (0, 0xFFFFFFFF)
@@ -100,49 +150,195 @@ def riff_shortfall(path: str | os.PathLike[str]) -> int:
     return max(0, declared + 8 - os.path.getsize(path))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+def probe_video(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> VideoInfo:
+    """The declared frame count and frame rate of a video, after the same checks as decoding.
 
-
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Frame count and rate as the container declares them, for planning segments of a clip."""
-    reader = _open(path)
-    return VideoInfo(n_frames=len(reader), fps=float(reader.get_avg_fps()))
-
-
-def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | None = None) -> np.ndarray:
-    """Frame indices a sampling keeps, anchored at frame 0, restricted to ``[start, stop)``.
-
-    Anchoring at 0 whatever the range makes consecutive ranges give exactly the frames of the
-    whole clip, so a clip described in segments sees the same frames as described at once.
+    The container is opened in a child process under the time limit to open a clip
+    (``sampling.clip_timeout_s``, else 60 s). Raises :class:`VideoDecodeError` when the file
+    cannot be opened as a video, or opening it hangs or crashes.
     """
-    start, stop = frame_range if frame_range is not None else (0, n_frames)
-    start, stop = max(0, start), min(stop, n_frames)
-    first = -(-start // step) * step  # the first multiple of step at or after start
-    return np.arange(first, stop, step, dtype=np.int64)
+    p = check_video_path(path)
+    with _DecoderProcess(p, sampling.clip_timeout_s or DECODE_TIMEOUT_BASE_S) as child:
+        n_frames, fps = child.info("opening the video")
+        child.send(None)
+    return VideoInfo(n_frames=n_frames, fps=fps)
 
 
 def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
                       frame_range: tuple[int, int] | None = None) -> Iterator[FrameChunk]:
-    """Yield the sampled frames of a video (or of its frames ``[start, stop)``) chunk by chunk.
+    """Yield the sampled frames of a video chunk by chunk.
 
-    Raises :class:`VideoDecodeError` (also an ``OSError``) when the file cannot be opened or a
-    frame cannot be decoded midway, naming the file and the frame.
+    ``frame_range=(start, stop)`` keeps only the sampled frames with native index in
+    ``[start, stop)``; the sampling stays anchored at frame 0, so the chunks of consecutive
+    ranges concatenate to exactly the frames of the whole clip.
+
+    Decoding runs in a child process, at most two chunks ahead of the consumer, under a time
+    limit that counts only the time the consumer waits for frames
+    (:meth:`FrameSampling.timeout_for`): a decoder that hangs or aborts fails this clip alone.
+
+    Raises :class:`VideoDecodeError` (also an ``OSError``) naming the file and the frames when
+    the file cannot be opened, a frame range cannot be decoded, the container declares more
+    frames than it holds, more than :data:`MAX_CORRUPT_SHARE` of the sampled frames are
+    corrupt, or the decoder exceeds its time limit or dies.
     """
-    reader = _open(path)
-    n_frames = len(reader)
-    if n_frames == 0:
-        raise VideoDecodeError(f"{path}: the container holds no video frames")
-    fps = float(reader.get_avg_fps())
-    indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
-    for start in range(0, len(indices), sampling.chunk_size):
-        chunk = indices[start : start + sampling.chunk_size]
+    p = check_video_path(path)
+    with _DecoderProcess(p, sampling.clip_timeout_s or DECODE_TIMEOUT_BASE_S) as child:
+        n_frames, fps = child.info("opening the video")
+        indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
+        if sampling.clip_timeout_s is None:
+            start, stop = (0, n_frames) if frame_range is None else (frame_range[0], min(frame_range[1], n_frames))
+            child.extend_limit(sampling.timeout_for(max(0, stop - start)) - DECODE_TIMEOUT_BASE_S)
+        child.send((indices, sampling.chunk_size))
+        lost, received = 0, 0
+        while received < len(indices):
+            where = f"frames {indices[received]}-{indices[-1]}"
+            frame_indices, frames, n_lost = child.chunk(where, sampling.chunk_size)
+            if frame_indices is None:
+                break
+            lost += n_lost
+            received = int(np.searchsorted(indices, frame_indices[-1], side="right"))
+            if lost > MAX_CORRUPT_SHARE * len(indices):
+                raise VideoDecodeError(
+                    f"{p}: {lost} of the {len(indices)} sampled frames in frames {indices[0]}-{indices[-1]} are "
+                    f"corrupt or missing (more than {MAX_CORRUPT_SHARE:.0%})")
+            times = frame_indices / fps if fps > 0 else np.full(len(frame_indices), np.nan)
+            yield FrameChunk(frame_indices=frame_indices, times_s=times.astype(np.float64), frames=frames,
+                             native_fps=fps, n_corrupt=n_lost)
+
+
+@dataclass
+class _Child:
+    """A started ``featurizers.decode_child`` process and its pipes and shared memory file."""
+
+    process: subprocess.Popen
+    to_child: Connection
+    from_child: Connection
+    shm_fd: int
+
+    @classmethod
+    def start(cls) -> _Child:
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        shm_fd = os.memfd_create("emotiw-decode")
+        package_root = str(Path(__file__).resolve().parents[1])  # the child runs this very code
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
-            frames = reader.get_batch(chunk.tolist()).asnumpy()
-        except Exception as exc:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "featurizers.decode_child", str(child_in), str(child_out), str(shm_fd)],
+                pass_fds=(child_in, child_out, shm_fd), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(child_in), os.close(child_out)
+        return cls(process, Connection(to_child, readable=False), Connection(from_child, writable=False), shm_fd)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.to_child.close(), self.from_child.close()
+        os.close(self.shm_fd)
+
+
+_spare: _Child | None = None
+"""A decoder process started ahead, importing PyAV and NumPy while the current clip runs, so
+the next clip need not wait for Python to start (about 0.2-0.8 s). It decodes one clip only."""
+
+
+def _take_child() -> _Child:
+    global _spare
+    child, _spare = _spare, None
+    if child is None or child.process.poll() is not None:
+        if child is not None:
+            child.close()
+        child = _Child.start()
+    _spare = _Child.start()
+    return child
+
+
+@atexit.register
+def _stop_spare() -> None:
+    if _spare is not None:
+        _spare.close()
+
+
+class _DecoderProcess:
+    """One child process decoding one video (:mod:`featurizers.decode_child`), under a time limit.
+
+    A plain subprocess, not ``multiprocessing``: Dask workers are daemonic processes, which
+    ``multiprocessing`` forbids to have children. Frames come back through an anonymous
+    shared memory file (memfd); only small messages go through the pipes.
+    """
+
+    def __init__(self, path: Path, limit_s: float) -> None:
+        self.path = path
+        self.limit_s = limit_s
+        self.remaining_s = limit_s
+        self._shared: mmap.mmap | None = None
+        self._slot_bytes = 0
+        self._child = _take_child()
+        self._process, self._shm_fd = self._child.process, self._child.shm_fd
+        self._to_child, self._from_child = self._child.to_child, self._child.from_child
+        self.send(str(path))
+
+    def __enter__(self) -> _DecoderProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the child (it may be stuck) and release the pipes and the shared memory."""
+        if self._shared is not None:
+            self._shared.close()
+        self._child.close()
+
+    def extend_limit(self, seconds: float) -> None:
+        self.limit_s += seconds
+        self.remaining_s += seconds
+
+    def send(self, message: object) -> None:
+        try:
+            self._to_child.send(message)
+        except (BrokenPipeError, OSError):
+            pass  # the child is gone: the next receive says why
+
+    def _receive(self, where: str) -> tuple:
+        started = time.monotonic()
+        ready = self._from_child.poll(max(0.0, self.remaining_s))
+        self.remaining_s -= time.monotonic() - started
+        if not ready:
             raise VideoDecodeError(
-                f"{path}: decoding failed at frames {chunk[0]}-{chunk[-1]} of {n_frames} ({_first_line(exc)})"
-            ) from exc
-        times = chunk / fps if fps > 0 else np.full(len(chunk), np.nan)
-        yield FrameChunk(frame_indices=chunk, times_s=times.astype(np.float64), frames=frames, native_fps=fps)
+                f"{self.path}: decoding stopped making progress at {where}: over the time limit "
+                f"of {self.limit_s:.0f} s (--clip-timeout); the decoder was stopped")
+        try:
+            message = self._from_child.recv()
+        except (EOFError, OSError):
+            code = self._process.wait()
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            raise VideoDecodeError(f"{self.path}: the decoder process died ({how}) at {where}") from None
+        if message[0] == "error":
+            raise VideoDecodeError(f"{self.path}: {message[1]}")
+        return message
+
+    def info(self, where: str) -> tuple[int, float]:
+        _, n_frames, fps, declared = self._receive(where)
+        if n_frames == 0:
+            raise VideoDecodeError(f"{self.path}: the container holds no video frames")
+        if declared > n_frames:
+            raise VideoDecodeError(f"{self.path}: the container declares {declared} frames but holds {n_frames}: "
+                                   f"frames {n_frames}-{declared - 1} are missing")
+        return n_frames, fps
+
+    def chunk(self, where: str, chunk_size: int) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+        """The next chunk's indices, a private copy of its frames and its lost-frame count; Nones at the end."""
+        message = self._receive(where)
+        if message[0] == "done":
+            return None, None, 0
+        _, slot, frame_indices, n_lost, shape = message
+        if self._shared is None:
+            self._slot_bytes = chunk_size * int(np.prod(shape[1:]))
+            self._shared = mmap.mmap(self._shm_fd, SLOTS * self._slot_bytes)
+        view = np.frombuffer(self._shared, np.uint8, int(np.prod(shape)), slot * self._slot_bytes)
+        frames = view.reshape(shape).copy()
+        del view
+        self.send(("free", slot))
+        return frame_indices, frames, n_lost

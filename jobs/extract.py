@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
+    parser.add_argument("--clip-timeout", type=float, help="seconds a clip's decoder may stall before the clip fails (default 60 + 0.05 per frame)")
     return parser
 
 
@@ -57,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         featurizer=args.featurizer,
         weights=args.weights,
         detector=detector,
-        sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
+        sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps, clip_timeout_s=args.clip_timeout),
         face_batch_size=args.batch_size,
         device=args.device,
         backend=args.backend,

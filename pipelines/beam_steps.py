@@ -49,7 +49,7 @@ class PlanSegmentsFn(beam.DoFn):
             yield SegmentTask(ref)
             return
         try:
-            info = probe_video(ref.path)
+            info = probe_video(ref.path, self._config.sampling)
         except Exception:  # the describing step opens it again and records why it fails
             yield SegmentTask(ref)
             return

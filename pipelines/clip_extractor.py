@@ -57,7 +57,7 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
-             fps: float | None = None, n_segments: int = 1) -> dict:
+             fps: float | None = None, n_segments: int = 1, n_corrupt_frames: int = 0) -> dict:
     """The descriptor-table row of a clip; ``error`` set means status ``error`` and a zero descriptor."""
     status = "error" if error else ("ok" if accumulator.has_face else "faceless")
     return {
@@ -78,6 +78,7 @@ def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error:
         "max_faces_in_frame": accumulator.max_faces_in_frame,
         "fps": fps,
         "n_segments": n_segments,
+        "n_corrupt_frames": n_corrupt_frames,
     }
 
 
@@ -133,12 +134,14 @@ class ClipExtractor:
         started = time.perf_counter()
         accumulator = ClipAccumulator(self.layout)
         fps = None
+        n_corrupt = 0
         error = ref.problem
         if error is None:
             try:
                 last_report = started
                 for chunk in iter_frame_chunks(ref.path, self.config.sampling, task.frame_range):
                     fps = chunk.native_fps
+                    n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
                         last_report = time.perf_counter()
@@ -154,7 +157,8 @@ class ClipExtractor:
             except Exception as exc:  # one bad clip must not stop the job: record why instead
                 log.warning("clip %s failed: %s%s", ref.clip_id, where, exc)
                 error = f"{where}{type(exc).__name__}: {exc}"
-        return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started)
+        return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
+                             n_corrupt)
 
     def process(self, ref: ClipRef) -> ClipResult:
         """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""
@@ -167,6 +171,8 @@ class ClipExtractor:
 def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str,
                 face_rows: list[dict] | None = None) -> ClipResult:
     """The clip's row from its merged segments; an error leaves a zero descriptor and no counts."""
-    accumulator = merged.accumulator if merged.error is None else ClipAccumulator(merged.accumulator.layout)
-    row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments)
+    failed = merged.error is not None
+    accumulator = ClipAccumulator(merged.accumulator.layout) if failed else merged.accumulator
+    row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments,
+                   0 if failed else merged.n_corrupt_frames)
     return ClipResult(row=row, face_rows=face_rows or [], seconds=merged.seconds)

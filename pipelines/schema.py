@@ -83,6 +83,7 @@ def descriptor_table_schema(layout: DescriptorLayout, provenance: dict[str, Any]
         pa.field("max_faces_in_frame", pa.int64(), nullable=False),
         pa.field("fps", pa.float64()),
         pa.field("n_segments", pa.int64(), nullable=False),
+        pa.field("n_corrupt_frames", pa.int64(), nullable=False),
     ]
     metadata = {PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()} if provenance else None
     return pa.schema(fields, metadata=metadata)

@@ -46,6 +46,8 @@ class SegmentResult:
     error: str | None = None
     native_fps: float | None = None
     seconds: float = 0.0
+    n_corrupt_frames: int = 0
+    """Sampled frames the decoder left out as undecodable."""
 
 
 def segment_ranges(n_frames: int, step: int, segment_frames: int, chunk_frames: int = 1) -> list[FrameRange]:
@@ -83,6 +85,7 @@ class MergedClip:
     native_fps: float | None
     n_segments: int
     seconds: float
+    n_corrupt_frames: int = 0
 
 
 def merge_segments(results: Iterable[SegmentResult], layout: DescriptorLayout) -> MergedClip:
@@ -108,4 +111,5 @@ def merge_segments(results: Iterable[SegmentResult], layout: DescriptorLayout) -
             error = result.error
         merged.merge(result.accumulator)
     fps = next((r.native_fps for r in ordered if r.native_fps is not None), None)
-    return MergedClip(merged, error, fps, count, sum(r.seconds for r in ordered))
+    return MergedClip(merged, error, fps, count, sum(r.seconds for r in ordered),
+                      sum(r.n_corrupt_frames for r in ordered))

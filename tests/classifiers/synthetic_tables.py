@@ -50,7 +50,7 @@ def clip_row(clip_id: str, split: str | None, label: str | None, descriptor: np.
             "n_frames": 10, "n_face_frames": 10 if has_face else 0, "n_faces": 10 if has_face else 0,
             "has_face": has_face, "descriptor": values.tolist(), "featurizer": featurizer, "status": status,
             "error": "decode failed" if status == "error" else None, "max_faces_in_frame": 1 if has_face else 0,
-            "fps": 25.0, "n_segments": 1}
+            "fps": 25.0, "n_segments": 1, "n_corrupt_frames": 0}
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], prov: dict[str, Any] | None = None) -> Path:

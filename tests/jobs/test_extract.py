@@ -223,3 +223,45 @@ def test_hsemotion_checkpoint_end_to_end_gives_emotion_traces(tmp_path, monkeypa
     assert emotions[0] == "p_anger" and set(emotions) <= set(faces.columns)
     assert np.allclose(faces[emotions].sum(axis=1), 1.0, atol=1e-5)
     assert len(faces) == df.n_faces.sum()
+
+
+def test_a_stuck_decoder_and_corrupt_frames_become_rows_and_the_job_goes_on(tmp_path):
+    import os
+    import threading
+
+    import av
+
+    root = tmp_path / "archive"
+    good = write_video(root / "good.avi", panning_frames(__import__("skimage").data.astronaut(), 20, (120, 160)))
+    # damaged: two packets of a copy of the good clip overwritten with noise
+    with av.open(str(good)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(good.read_bytes())
+    for k in (8, 9):
+        pos, size = spans[k]
+        data[pos + 8 : pos + size] = np.random.default_rng(k).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    (root / "damaged.avi").write_bytes(bytes(data))
+    # stuck: a named pipe whose writer sends half of a real clip, then stalls
+    fifo = root / "stuck.avi"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def write() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(good.read_bytes()[: good.stat().st_size // 2])
+            pipe.flush()
+            release.wait()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    out = tmp_path / "out"
+    try:
+        code = extract.run(["--dataset", "folder", "--data-root", str(root), "--output", str(out), "--clip-timeout", "3"])
+    finally:
+        release.set()
+    assert code == 1
+    df = table(out)
+    assert df.loc["good", "status"] == "ok" and df.loc["good", "n_corrupt_frames"] == 0
+    assert df.loc["damaged", "status"] == "ok" and df.loc["damaged", "n_corrupt_frames"] == 2
+    assert df.loc["damaged", "n_frames"] == df.loc["good", "n_frames"] - 2 == 18
+    assert df.loc["stuck", "status"] == "error" and "time limit of 3 s" in df.loc["stuck", "error"]

@@ -36,7 +36,7 @@ def _row(clip_id: str, split: str, label: str | None, descriptor: np.ndarray | N
             "n_face_frames": 4 * has_face, "n_faces": 8 * has_face, "has_face": has_face,
             "descriptor": (np.zeros(LAYOUT.length) if descriptor is None else descriptor).astype(np.float32).tolist(),
             "featurizer": "synthetic_b0", "status": status or ("ok" if has_face else "faceless"),
-            "error": "boom" if status == "error" else None, "max_faces_in_frame": 2 * has_face, "fps": 25.0}
+            "error": "boom" if status == "error" else None, "max_faces_in_frame": 2 * has_face, "fps": 25.0, "n_corrupt_frames": 0}
 
 
 def _clips(split: str, per_class: int, seed: int) -> list[dict[str, Any]]:

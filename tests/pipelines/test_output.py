@@ -11,7 +11,7 @@ def row(clip_id: str, status: str = "ok", length: int = 8) -> dict:
     return {"clip_id": clip_id, "path": f"/v/{clip_id}.avi", "dataset": "afew", "split": "val", "label": "Happy",
             "label_index": 3, "n_frames": 10, "n_face_frames": 9, "n_faces": 9, "has_face": status == "ok",
             "descriptor": np.arange(length, dtype=np.float32), "featurizer": "f", "status": status, "error": None,
-            "max_faces_in_frame": 1, "fps": 25.0, "n_segments": 1}
+            "max_faces_in_frame": 1, "fps": 25.0, "n_segments": 1, "n_corrupt_frames": 0}
 
 
 LAYOUT = DescriptorLayout("afew", 2)
