@@ -126,6 +126,28 @@ def test_evaluate_refuses_descriptors_from_another_featurizer(tmp_path: Path, fe
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_warns_but_runs_when_descriptor_libraries_differ_from_training(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made_with = {"featurizer_backend": "openvino", "libraries": {"pillow": "12.3.0", "torch": "2.14.1"}}
+
+    def write(path: Path, rows: list[dict[str, Any]], **libraries: str) -> Path:
+        prov = {**_provenance(), **made_with, "libraries": {**made_with["libraries"], **libraries}}
+        pq.write_table(pa.Table.from_pylist(rows, schema=descriptor_table_schema(LAYOUT, prov)), path)
+        return path
+
+    train_table = write(tmp_path / "train.parquet", _clips("train", 4, seed=1))
+    assert train.run(["--features", str(train_table), "--output", str(tmp_path / "m")]) == 0
+    for name, libraries, warned in (("same", {}, False), ("newer", {"pillow": "13.0.0"}, True)):
+        caplog.clear()
+        val = write(tmp_path / f"{name}.parquet", _clips("val", 2, seed=2), **libraries)
+        with caplog.at_level(logging.WARNING):
+            code = evaluate.run(["--model", str(tmp_path / "m"), "--features", str(val),
+                                 "--output", str(tmp_path / f"r_{name}")])
+        assert code == 0 and (tmp_path / f"r_{name}" / "metrics.json").is_file()
+        assert ("pillow 12.3.0 -> 13.0.0" in caplog.text) == warned
+        assert ("other versions" in caplog.text) == warned
+
+
 def test_training_refuses_a_folder_with_mixed_featurizers(tmp_path: Path, features: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     _write(features / "part-2.parquet", [_row("x", "train", "Neutral", np.ones(8))],
