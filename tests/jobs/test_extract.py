@@ -53,7 +53,7 @@ def test_sample_gives_one_row_per_clip_with_provenance(afew_direct):
     assert provenance["featurizer_backend"] == "openvino"  # what `auto` ran, not `auto`
     libraries = provenance["libraries"]
     assert openvino.__version__.startswith(libraries["openvino"]) and "onnxruntime" not in libraries
-    assert libraries["pillow"] == PIL.__version__ and libraries["torch"] == torch.__version__
+    assert libraries["pillow"] == PIL.__version__ and torch.__version__.startswith(libraries["torch"])
     assert libraries["opencv"].startswith(cv2.__version__) and libraries["facenet-pytorch"]
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["clips"] == len(listed) and summary["faceless"] == 1 and summary["error"] == 0
