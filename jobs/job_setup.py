@@ -131,8 +131,10 @@ def check_output_folder(path: str | os.PathLike[str], flag: str = "--output", *,
     nearest existing parent (always the parent when ``replaced_whole``: the extraction job
     stages a sibling folder and renames it into place). The permission test is ``os.access``,
     which also reports a read-only file system; for root, permission bits do not stop a write,
-    and ``os.access`` says so.
+    and ``os.access`` says so. A URL (``s3://...``) is left to its storage.
     """
+    if "://" in str(path):
+        return
     target = Path(path).absolute()
     if target.exists() and not target.is_dir():
         raise OutputPathError(f"{flag} {path} is an existing file; it must be a folder (or a path to create one)")

@@ -22,6 +22,7 @@ DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {
     "pillow": ("pillow",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
     "decord": ("decord", "eva-decord"),
+    "pyav": ("av",),
     "facenet-pytorch": ("facenet-pytorch",),
 }
 # The CPU runtimes (named as in CPU_RUNTIME_MODULES); only the one that ran is recorded.

@@ -40,7 +40,7 @@ def test_help_answers_without_importing_torch_beam_or_the_runtimes(job):
     assert not imported & HEAVY, sorted(imported & HEAVY)
 
 
-MISTYPED = [["--segment-frames", "500"], ["--frame-stpe", "5"], ["--direct_num_worker", "2"]]
+MISTYPED = [["--segments-frames", "500"], ["--frame-stpe", "5"], ["--direct_num_worker", "2"]]
 
 
 @pytest.mark.parametrize("typo", MISTYPED)
@@ -55,8 +55,8 @@ def test_extract_refuses_a_flag_that_is_neither_its_own_nor_beams(typo, capsys):
 def test_score_refuses_a_mistyped_flag_before_loading_anything(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         score.run(["--model", str(tmp_path / "absent"), "--input", str(tmp_path), "--output", str(tmp_path / "s"),
-                   "--segment-frame", "500"])
-    assert exit_info.value.code == 2 and "--segment-frame 500" in capsys.readouterr().err
+                   "--segments-frames", "500"])
+    assert exit_info.value.code == 2 and "--segments-frames 500" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("job, argv", [
@@ -107,6 +107,7 @@ def test_an_output_that_is_a_file_or_lies_under_one_is_refused(tmp_path):
             check_output_folder(bad)
     check_output_folder(tmp_path / "new" / "deeper")  # to be created: fine
     check_output_folder(tmp_path, replaced_whole=True)
+    check_output_folder("s3://bucket/features")  # remote: its storage layer answers for it
 
 
 def test_every_job_exits_2_for_an_unwritable_output_before_any_work(tmp_path, capsys):
