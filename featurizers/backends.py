@@ -10,9 +10,9 @@ The CPU runtimes run the network exported to ONNX. The export (seconds) and Open
 compilation are done once per network and machine: the ONNX file is kept under the user's cache
 folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``emotiw-video/networks/<key>/``), keyed by
 the network's structure, weights, input size and the torch, timm and export settings, and
-OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per compile settings
-and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker after the first,
-reads both. Where the cache folder cannot be written the network is exported in memory, as
+OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per compile
+settings and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker
+after the first, reads both. Where the cache folder cannot be written the network is exported in memory, as
 before, with a warning.
 """
 
@@ -35,9 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featurizers.backend_choice import BACKENDS, Backend, resolve_backend
-
-__all__ = ["BACKENDS", "Backend", "FaceNetwork", "make_network", "export_onnx", "cached_onnx"]
+from featurizers.backend_choice import BACKENDS, Backend, resolve_backend  # noqa: F401 - BACKENDS, Backend for callers
 
 log = logging.getLogger(__name__)
 

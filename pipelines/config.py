@@ -26,7 +26,8 @@ DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {
     "facenet-pytorch": ("facenet-pytorch",),
 }
 # The CPU runtimes (named as in CPU_RUNTIME_MODULES); only the one that ran is recorded.
-RUNTIME_LIBRARIES: dict[str, tuple[str, ...]] = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
+RUNTIME_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
 
 def project_version() -> str:
