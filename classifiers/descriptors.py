@@ -97,6 +97,41 @@ def check_same_identity(expected: dict[str, Any], found: dict[str, Any], *, expe
             f"{describe_identity(found)} (they differ in {', '.join(differ)}); {hint}")
 
 
+def runtime_differences(trained: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """How the featurizer backend and descriptor library versions (provenance keys
+    ``featurizer_backend`` and ``libraries``) differ between two provenance dicts, one line each;
+    empty when they agree or when either side does not record them."""
+    differ = []
+    backends = trained.get("featurizer_backend"), found.get("featurizer_backend")
+    if None not in backends and "auto" not in backends and backends[0] != backends[1]:
+        differ.append(f"featurizer backend {backends[0]} -> {backends[1]}")
+    a, b = trained.get("libraries"), found.get("libraries")
+    if isinstance(a, dict) and isinstance(b, dict):
+        for name in sorted(set(a) | set(b)):
+            if a.get(name) != b.get(name):
+                differ.append(f"{name} {a.get(name) or 'not used'} -> {b.get(name) or 'not used'}")
+    return differ
+
+
+def warn_if_runtimes_differ(trained: dict[str, Any], found: dict[str, Any], *, trained_what: str,
+                            found_what: str) -> list[str]:
+    """Log a warning (and return the differences) when descriptors were made with other library
+    versions or another backend than the model's training descriptors.
+
+    Not an error: the descriptors usually move by little (Pillow 12 and 13 differ by one grey
+    level in some resized pixels), but scores may then differ from those of an exact rerun.
+    """
+    differ = runtime_differences(trained, found)
+    if differ:
+        logger.warning("%s was trained on descriptors made with other versions than %s: %s; predictions "
+                       "may differ slightly from descriptors made like the training ones",
+                       trained_what, found_what, "; ".join(differ))
+    elif "libraries" not in trained or "libraries" not in found:
+        logger.warning("%s or %s does not record the library versions its descriptors were made with; "
+                       "cannot check that they match", trained_what, found_what)
+    return differ
+
+
 def parquet_files(path: str | Path) -> list[Path]:
     """One Parquet file, or the ``*.parquet`` files of a folder (e.g. extraction shards) in name order."""
     path = Path(path)

@@ -3,22 +3,22 @@
 The reference L2-normalised each clip descriptor and then fitted a LinearSVC, an RBF SVC or a
 RandomForest. Here the normalisation is the first step of a scikit-learn ``Pipeline``, so the
 saved model applies it by itself and nobody can forget it at prediction time.
+scikit-learn is imported by the functions that fit: the training job's ``--help`` reads only the
+settings here.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Normalizer
-from sklearn.svm import SVC, LinearSVC
 
 from classifiers.descriptors import DescriptorSet, encode_labels
 from featurizers.errors import DatasetLayoutError
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 ClassifierKind = Literal["linearsvc", "randomforest", "svc"]
 CLASSIFIER_KINDS: tuple[str, ...] = get_args(ClassifierKind)
@@ -72,6 +72,11 @@ def resolve_hyperparameters(kind: ClassifierKind, dataset: str | None, *, C: flo
 
 def build_pipeline(kind: ClassifierKind, params: HyperParameters) -> Pipeline:
     """An unfitted ``Normalizer(l2) -> estimator`` pipeline with a fixed seed."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import Normalizer
+    from sklearn.svm import SVC, LinearSVC
+
     if kind == "linearsvc":
         estimator: Any = LinearSVC(C=params.C, random_state=params.seed,
                                    **({"max_iter": params.max_iter} if params.max_iter else {}))
@@ -189,6 +194,8 @@ def search_C(data: TrainingSet, kind: ClassifierKind, params: HyperParameters,
     if n_splits < 2:
         raise DatasetLayoutError(f"cross-validation needs at least 2 clips per class; the smallest "
                                  f"class has {smallest} (drop --search-C or add clips)")
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=params.seed)
     means, stds = [], []
     for C in candidates:

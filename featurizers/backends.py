@@ -3,27 +3,46 @@
 On 2 CPU cores, per face in batches of 8-16 (tf_efficientnet_b0 / Lite0): torch eager about
 29 / 26 ms, ONNX Runtime 11.5 / 6.8 ms, OpenVINO 8.5 / 5.4 ms, all equal to float tolerance
 (~1e-5). ``auto`` takes OpenVINO on the CPU, ONNX Runtime where OpenVINO cannot be imported,
-and torch on a GPU. Each returns the global-pool features and the head's logits for a batch.
-The CPU runtimes run the network exported once, in memory, when a worker loads its models.
+and torch on a GPU (``backend_choice.resolve_backend``, the rule the job's provenance records).
+Each returns the global-pool features and the head's logits for a batch.
+
+The CPU runtimes run the network exported to ONNX. The export (seconds) and OpenVINO's
+compilation are done once per network and machine: the ONNX file is kept under the user's cache
+folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``emotiw-video/networks/<key>/``), keyed by
+the network's structure, weights, input size and the torch, timm and export settings, and
+OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per compile
+settings and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker
+after the first, reads both. Where the cache folder cannot be written the network is exported in memory, as
+before, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
+import os
 import threading
+import uuid
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from featurizers.backend_choice import BACKENDS, Backend, resolve_backend  # noqa: F401 - BACKENDS, Backend for callers
+
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "torch", "onnx", "openvino"]
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
+ONNX_EXPORT_SETTINGS = "torchscript-exporter opset 17, inputs faces, outputs features logits, batch free"
+CACHE_APP_NAME = "emotiw-video"
+ONNX_FILE = "featurizer.onnx"
+OPENVINO_CACHE_FOLDER = "openvino"
 
 
 class FaceNetwork(Protocol):
@@ -55,7 +74,7 @@ class TorchNetwork:
 
 
 def export_onnx(model: nn.Module, input_size: int) -> bytes:
-    """The featurizer as an ONNX graph in memory (TorchScript exporter, opset 17), batch size left free."""
+    """The featurizer as an ONNX graph in memory (:data:`ONNX_EXPORT_SETTINGS`)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
@@ -68,35 +87,105 @@ def export_onnx(model: nn.Module, input_size: int) -> bytes:
     return buffer.getvalue()
 
 
-class OnnxNetwork:
-    """The exported network run by ONNX Runtime."""
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/emotiw-video``, or ``~/.cache/emotiw-video``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / CACHE_APP_NAME
 
-    def __init__(self, onnx_model: bytes) -> None:
+
+def network_key(model: nn.Module, input_size: int) -> str:
+    """SHA-256 of what decides the exported graph: the module tree as printed (layers, pooling,
+    activations), every parameter and buffer, the input size, torch's and timm's versions and
+    the export settings. Equal keys give the same ONNX file."""
+    digest = hashlib.sha256()
+    for part in (ONNX_EXPORT_SETTINGS, str(input_size), torch.__version__, _version("timm"), repr(model)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def cached_onnx(model: nn.Module, input_size: int, root: Path | None = None) -> Path | None:
+    """The network's ONNX file in the cache (exported there on first use), or None where the cache
+    folder cannot be written (the caller then exports in memory)."""
+    folder = (root or cache_root()) / "networks" / network_key(model, input_size)[:32]
+    path = folder / ONNX_FILE
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{ONNX_FILE}.{uuid.uuid4().hex[:8]}"
+        partial.write_bytes(export_onnx(model, input_size))
+        os.replace(partial, path)  # workers starting together each write a whole file; the last rename wins
+    except OSError as exc:
+        log.warning("cannot cache the exported featurizer under %s (%s); exporting it in memory", folder, exc)
+        return None
+    return path
+
+
+class OnnxNetwork:
+    """The exported network run by ONNX Runtime, from a file or from bytes."""
+
+    def __init__(self, onnx_model: bytes | Path) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
+        self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pooled, logits = self._session.run(None, {"faces": np.ascontiguousarray(batch, np.float32)})
         return pooled, logits
 
 
+# What OpenVINO compiles the featurizer with (besides the thread count).
+OPENVINO_COMPILE_SETTINGS: dict[str, str] = {
+    "PERFORMANCE_HINT": "LATENCY",  # one request using every thread; THROUGHPUT was 2.5x slower here
+    "INFERENCE_PRECISION_HINT": "f32",  # some CPUs would otherwise run bf16
+}
+
+
+def openvino_cache_dir(network_folder: Path, openvino_version: str) -> Path:
+    """OpenVINO's ``CACHE_DIR`` for a cached network: a folder per compile settings and OpenVINO
+    version. OpenVINO keys its compiled models itself too, but its key was seen to ignore a
+    changed precision hint (2026.4, on a CPU without bf16), so the settings go into the path."""
+    settings = json.dumps({**OPENVINO_COMPILE_SETTINGS, "openvino": openvino_version}, sort_keys=True)
+    return network_folder / OPENVINO_CACHE_FOLDER / hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
 class OpenVinoNetwork:
     """The exported network compiled by OpenVINO for the CPU, in float32 only (equal to torch
-    to float tolerance; the tests compare them)."""
+    to float tolerance; the tests compare them).
 
-    def __init__(self, onnx_model: bytes) -> None:
+    Given the ONNX file in the cache, OpenVINO keeps the compiled model beside it (its
+    ``CACHE_DIR``, :func:`openvino_cache_dir`) and later loads it from there instead of
+    compiling (``loaded_from_cache``).
+    """
+
+    def __init__(self, onnx_model: bytes | Path) -> None:
         import openvino
 
         core = openvino.Core()
-        self._compiled = core.compile_model(core.read_model(onnx_model), "CPU", {
-            "PERFORMANCE_HINT": "LATENCY",  # one request using every thread; THROUGHPUT was 2.5x slower here
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": "f32",  # some CPUs would otherwise run bf16
-        })
+        # The thread count is a run-time setting: OpenVINO applies it to a model loaded from its
+        # cache, so it stays out of the cache key (one compiled model serves any worker size).
+        settings: dict[str, Any] = {**OPENVINO_COMPILE_SETTINGS, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        if isinstance(onnx_model, Path):
+            self._compiled = core.compile_model(str(onnx_model), "CPU", {
+                **settings, "CACHE_DIR": str(openvino_cache_dir(onnx_model.parent, openvino.__version__))})
+        else:
+            self._compiled = core.compile_model(core.read_model(onnx_model), "CPU", settings)
+        self.loaded_from_cache = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
         self._requests = threading.local()  # an infer request must not be shared between threads
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,31 +198,15 @@ class OpenVinoNetwork:
 
 
 def make_network(model: nn.Module, device: torch.device, input_size: int, backend: Backend = "auto") -> FaceNetwork:
-    """The network on the requested backend; ``auto`` is OpenVINO, else ONNX Runtime, on the CPU.
+    """The network on the requested backend; ``auto`` resolved by :func:`resolve_backend`.
 
-    With ``auto``, a runtime that fails to import or to compile the network is skipped with a
-    warning (down to torch) rather than failing the job; a backend asked for by name must work.
+    The resolved backend must work: a runtime that imports but cannot compile the network is an
+    error, not a silent switch to another runtime, so that the provenance names what ran.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+    backend = resolve_backend(backend, device.type)  # type: ignore[assignment]
+    if backend == "torch":
         return TorchNetwork(model, device)
     if device.type != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; got device {device}")
-    runtimes: dict[str, Callable[[bytes], FaceNetwork]] = {"openvino": OpenVinoNetwork, "onnx": OnnxNetwork}
-    candidates = list(runtimes) if backend == "auto" else [backend]
-    try:
-        onnx_model = export_onnx(model, input_size)
-    except Exception as exc:
-        if backend != "auto":
-            raise
-        log.warning("ONNX export failed (%s); running the featurizer with torch instead", exc)
-        return TorchNetwork(model, device)
-    for name in candidates:
-        try:
-            return runtimes[name](onnx_model)
-        except Exception as exc:
-            if backend != "auto":
-                raise
-            log.warning("%s could not run the featurizer (%s); trying the next runtime", name, exc)
-    return TorchNetwork(model, device)
+    runtimes: dict[str, Callable[[bytes | Path], FaceNetwork]] = {"openvino": OpenVinoNetwork, "onnx": OnnxNetwork}
+    return runtimes[backend](cached_onnx(model, input_size) or export_onnx(model, input_size))

@@ -1,14 +1,20 @@
-"""Face detection with facenet-pytorch's MTCNN, batched over frames, with the reference settings."""
+"""Face detection with facenet-pytorch's MTCNN, batched over frames, with the reference settings.
+
+torch and the cascade are imported when a detector is built: the settings (``DetectorConfig``)
+are read by the command lines, whose ``--help`` should not wait for torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
-from featurizers.mtcnn_cascade import CascadeSettings, MtcnnCascade
+if TYPE_CHECKING:
+    import torch
+
+    from featurizers.mtcnn_cascade import MtcnnCascade
 
 FaceChoice = Literal["confidence", "largest"]
 
@@ -76,7 +82,10 @@ class FaceDetector:
 
     def __init__(self, config: DetectorConfig, device: torch.device | str = "cpu",
                  engine: DetectorEngine = "cascade") -> None:
+        import torch
         from facenet_pytorch import MTCNN
+
+        from featurizers.mtcnn_cascade import CascadeSettings, MtcnnCascade
 
         self.config = config
         # select_largest=False keeps MTCNN's boxes in descending probability, as the reference.
@@ -118,6 +127,8 @@ class FaceDetector:
     def _detect_facenet(self, frames: np.ndarray) -> list[FrameFaces]:
         # facenet-pytorch permutes NHWC input to NCHW; an NHWC view of contiguous NCHW memory makes
         # its per-box crop loop ~10% faster with identical results (the baseline is not handicapped).
+        import torch
+
         planar = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().contiguous()
         boxes, probs, points = self._mtcnn.detect(planar.permute(0, 2, 3, 1).to(self._mtcnn.device), landmarks=True)
         result = []

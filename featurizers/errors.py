@@ -34,3 +34,8 @@ class DatasetLayoutError(EmotiwError, ValueError):
 
 class IncompatibleArtifactsError(EmotiwError, ValueError):
     """Descriptors or models come from different featurizers, layouts or datasets."""
+
+
+class OutputPathError(EmotiwError, ValueError):
+    """An output path that cannot be written: an existing file, a path under a file, or a folder
+    this user may not write in. Checked before any work, so a run never fails at its end for it."""

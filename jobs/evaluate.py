@@ -13,18 +13,19 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from classifiers.descriptors import check_same_identity, load_descriptors, select_split
-from classifiers.evaluation import (EvaluationSet, class_scores, evaluation_metrics, evaluation_set,
-                                    plot_confusion_matrices)
-from classifiers.model_io import TrainedModel, load_model
-from featurizers.errors import EmotiwError
-from jobs.job_setup import configure_logging
+from classifiers.descriptors import check_same_identity, load_descriptors, select_split, warn_if_runtimes_differ
+from featurizers.errors import EmotiwError, OutputPathError
+from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
+
+if TYPE_CHECKING:
+    from classifiers.evaluation import EvaluationSet
+    from classifiers.model_io import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Evaluate one model on one split and write the report; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, _ = parse_job_args(parser, argv, beam=False)
+    try:
+        check_output_folder(args.output)
+    except OutputPathError as exc:
+        parser.error(str(exc))
+    # scikit-learn, skops and matplotlib take seconds to import: only once the command line is read.
+    from classifiers.evaluation import class_scores, evaluation_metrics, evaluation_set
+    from classifiers.model_io import load_model
+
     try:
         model = load_model(args.model)
         descriptors = load_descriptors(args.features)
         check_same_identity(model.provenance.identity(), descriptors.provenance,
                             expected_what=f"model {args.model}", found_what=f"descriptors {args.features}",
                             hint="evaluate on descriptors made by the model's featurizer, or retrain the model")
+        warn_if_runtimes_differ(model.provenance.descriptor_provenance, descriptors.provenance,
+                                trained_what=f"model {args.model}", found_what=f"descriptors {args.features}")
         rows = evaluation_set(select_split(descriptors, args.split), tuple(model.provenance.classes))
         predicted = model.pipeline.predict(rows.X)
         scores, score_kind = class_scores(model.pipeline, rows.X)
@@ -70,6 +82,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 def write_report(folder: Path, report: dict[str, Any], rows: EvaluationSet, predicted: np.ndarray,
                  scores: np.ndarray, model: TrainedModel) -> None:
     """metrics.json, the confusion-matrix PNG and per-clip predictions, in ``folder``."""
+    from classifiers.evaluation import plot_confusion_matrices
+
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
     classes = tuple(model.provenance.classes)

@@ -4,7 +4,8 @@
     python -m jobs.extract --dataset vgaf --data-root /data/VGAF --output out/vgaf_b0 \\
         --featurizer enet_b0_8_best_vgaf --weights /models/enet_b0_8_best_vgaf.pt
 
-Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
+Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...);
+a flag that is neither the job's nor Beam's is refused (exit code 2).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from featurizers.decode import FrameSampling
-from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
-from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
+from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
+                            parse_job_args, pipeline_options)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
-from pipelines.extraction_run import run_extraction
 
 log = logging.getLogger("jobs.extract")
 
@@ -70,9 +70,17 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the extraction; returns the exit code (1 when any clip failed, 2 on a usage error)."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    args, beam_args = parse_job_args(build_parser(), argv, beam=True)
+    # Imported once the command line is read: torch (weights checksum) and Beam take seconds.
+    from featurizers.checkpoints import checkpoint_sha256
+    from pipelines.extraction_run import run_extraction
+
     try:
         config = config_from_args(args)
+        output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
+        check_output_folder(output, replaced_whole=True)
+        if args.frames_output is not None:
+            check_output_folder(args.frames_output, "--frames-output", replaced_whole=True)
         root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
         refs, warnings = list_clips(args.dataset, root, args.split)
         weights_sha = checkpoint_sha256(resolve_weights_path(config.spec, config.weights))
@@ -84,7 +92,6 @@ def run(argv: list[str] | None = None) -> int:
     if not refs:
         print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
-    output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
     provenance = config.provenance(weights_sha)
     if not config.spec.emotion_tuned:
         log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "

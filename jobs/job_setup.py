@@ -1,12 +1,24 @@
-"""What every job sets up the same way: logging, Beam options with runner aliases, and the
-flags of the jobs that run the featurizer."""
+"""What every job sets up the same way: its command line (the job's flags, Beam's, and nothing
+else), the check of its output folder, logging, Beam options with runner aliases, and the flags of
+the jobs that run the featurizer.
+
+Beam is imported only once a job runs, so that ``--help`` and usage errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from featurizers.errors import OutputPathError
+
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 # The DirectRunner's own batch engine. Named directly because, left to choose, Beam's
@@ -16,6 +28,85 @@ LOCAL_RUNNER = "FnApiRunner"
 RUNNER_ALIASES = {"dask": DASK_RUNNER, "daskrunner": DASK_RUNNER, "local": LOCAL_RUNNER}
 
 
+def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *,
+                   beam: bool) -> tuple[argparse.Namespace, list[str]]:
+    """The job's flags and, for a job that runs a Beam pipeline, the flags left for Beam.
+
+    A flag that is neither the job's nor a Beam pipeline option is a usage error (exit code 2,
+    naming it), as is any unknown flag for a job without Beam: Beam would drop it with a log
+    warning and the job would run with its defaults (``--frame-stpe 5``).
+    """
+    if not beam:
+        return parser.parse_args(argv), []
+    args, rest = parser.parse_known_args(argv)
+    try:
+        unknown = unknown_beam_flags(rest)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither a flag of this job nor a "
+                     f"Beam pipeline option{_runner_hint(unknown, rest)})")
+    return args, rest
+
+
+def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
+    """The arguments that no registered Beam options class accepts (flags and stray values).
+
+    The options of the chosen runner's module count too (the Dask runner declares
+    ``--dask_client_address`` in its own module, loaded here when ``--runner dask`` is given).
+    Raises ValueError for a flag of Beam's given a bad value, or a runner that cannot be loaded.
+    """
+    # _BeamArgumentParser: Beam's options classes declare their flags on it (value providers);
+    # Beam builds the same parser, from the same classes, when it reads the options.
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    args, runner = _with_runner_resolved(beam_args)
+    if runner and "." in runner:
+        module = runner.rsplit(".", 1)[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--runner {runner}: cannot load {module} ({exc})") from exc
+    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False, conflict_handler="resolve",
+                                 exit_on_error=False)
+    for options_class in _subclasses(PipelineOptions):
+        options_class._add_argparse_args(parser)  # noqa: SLF001 - how Beam itself collects its flags
+    try:
+        _, unknown = parser.parse_known_args(args)
+    except argparse.ArgumentError as exc:
+        raise ValueError(str(exc)) from exc
+    return unknown
+
+
+def _subclasses(cls: type) -> list[type]:
+    found, stack = [], list(cls.__subclasses__())
+    while stack:
+        sub = stack.pop()
+        found.append(sub)
+        stack.extend(sub.__subclasses__())
+    return found
+
+
+def _runner_hint(unknown: list[str], beam_args: Sequence[str]) -> str:
+    if any(flag.startswith("--dask_") for flag in unknown) and _with_runner_resolved(beam_args)[1] != DASK_RUNNER:
+        return "; Dask's flags need --runner dask"
+    return ""
+
+
+def _with_runner_resolved(beam_args: Sequence[str]) -> tuple[list[str], str | None]:
+    """The flags with a ``--runner`` alias replaced by the runner's name, and that name (None if absent)."""
+    args = list(beam_args)
+    runner = None
+    for i, arg in enumerate(args):
+        if arg == "--runner" and i + 1 < len(args):
+            runner = args[i + 1] = RUNNER_ALIASES.get(args[i + 1].lower(), args[i + 1])
+        elif arg.startswith("--runner="):
+            name = arg.split("=", 1)[1]
+            runner = RUNNER_ALIASES.get(name.lower(), name)
+            args[i] = f"--runner={runner}"
+    return args, runner
+
+
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Options for Beam from the flags the job did not consume.
 
@@ -23,19 +114,38 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     ``--direct_num_workers`` and ``--direct_running_mode``. ``--runner dask`` is accepted for
     Beam's Dask runner, which otherwise needs its full module path.
     """
-    args = list(beam_args)
-    runner = None
-    for i, arg in enumerate(args):
-        if arg == "--runner" and i + 1 < len(args):
-            runner, index, inline = args[i + 1], i + 1, False
-        elif arg.startswith("--runner="):
-            runner, index, inline = arg.split("=", 1)[1], i, True
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args, runner = _with_runner_resolved(beam_args)
     if runner is None:
         args.append(f"--runner={LOCAL_RUNNER}")
-    else:
-        resolved = RUNNER_ALIASES.get(runner.lower(), runner)
-        args[index] = f"--runner={resolved}" if inline else resolved
     return PipelineOptions(args)
+
+
+def check_output_folder(path: str | os.PathLike[str], flag: str = "--output", *,
+                        replaced_whole: bool = False) -> None:
+    """Raise :class:`OutputPathError` unless ``path`` can be written as a folder.
+
+    It must not be an existing file, nor lie under one, and this user must be able to write in
+    the folder that receives it: the output itself when it exists and is written into, else its
+    nearest existing parent (always the parent when ``replaced_whole``: the extraction job
+    stages a sibling folder and renames it into place). The permission test is ``os.access``,
+    which also reports a read-only file system; for root, permission bits do not stop a write,
+    and ``os.access`` says so. A URL (``s3://...``) is left to its storage.
+    """
+    if "://" in str(path):
+        return
+    target = Path(path).absolute()
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(f"{flag} {path} is an existing file; it must be a folder (or a path to create one)")
+    where = target if target.exists() and not replaced_whole else target.parent
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise OutputPathError(f"{flag} {path} cannot be created: {where} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path} cannot be written: no permission to write in {where} "
+                              "(or its file system is read-only)")
 
 
 def configure_logging() -> None:
@@ -51,8 +161,8 @@ def configure_logging() -> None:
 
 def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--batch-size``, ``--device``, ``--backend`` and ``--segment-frames``, for the jobs that extract descriptors."""
-    # Imported here: train and evaluate use this module too and need not load torch.
-    from featurizers.backends import BACKENDS
+    # Imported here: train and evaluate use this module too and need not read these settings.
+    from featurizers.backend_choice import BACKENDS
     from pipelines.config import ExtractionConfig
 
     parser.add_argument("--batch-size", type=int, default=ExtractionConfig.face_batch_size,

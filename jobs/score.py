@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from classifiers.descriptors import check_same_identity, load_descriptors
+from classifiers.descriptors import check_same_identity, load_descriptors, warn_if_runtimes_differ
 from classifiers.model_io import MODEL_FILE, TrainedModel, load_model
 from classifiers.scoring import (SCORES_FILE, ArchiveVideo, ScoringPlan, extraction_config_for_model,
                                  merge_scores, plan_scoring, predict_clips, read_scores, scored_rows,
@@ -37,7 +37,8 @@ from classifiers.scoring import (SCORES_FILE, ArchiveVideo, ScoringPlan, extract
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import resolve_weights_path
-from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
+from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
+                            parse_job_args, pipeline_options)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import list_folder
 from pipelines.extraction_run import run_extraction
@@ -73,6 +74,7 @@ class ScoringSetup:
 
 def prepare(args: argparse.Namespace) -> ScoringSetup:
     """Load the model, rebuild its extraction settings and list the archive; raises on usage errors."""
+    check_output_folder(args.output)
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
                                          face_batch_size=args.batch_size, backend=args.backend,
@@ -81,6 +83,8 @@ def prepare(args: argparse.Namespace) -> ScoringSetup:
     check_same_identity(model.provenance.identity(), provenance,
                         expected_what=f"model {args.model}", found_what="the featurizer available for scoring",
                         hint="pass --weights with the file the model was trained with, or retrain the model")
+    warn_if_runtimes_differ(model.provenance.descriptor_provenance, provenance, trained_what=f"model {args.model}",
+                            found_what="this scoring run")
     root = args.input.absolute()  # absolute paths key the table, whatever directory cron starts in
     refs = list_folder(root)
     if not refs:
@@ -112,7 +116,7 @@ def describe_and_predict(setup: ScoringSetup, videos: list[ArchiveVideo], output
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Score the folder and replace the scores table; returns the process exit code."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     try:
         setup = prepare(args)
     except (EmotiwError, ValueError, OSError) as exc:

@@ -15,11 +15,10 @@ from dataclasses import replace
 from typing import Sequence
 
 from classifiers.descriptors import load_descriptors, select_split
-from classifiers.model_io import ModelProvenance, save_model
 from classifiers.training import (CLASSIFIER_KINDS, DEFAULT_CV_FOLDS, fit_classifier, parse_C_grid,
                                   resolve_hyperparameters, search_C, training_set)
 from featurizers.errors import EmotiwError
-from jobs.job_setup import configure_logging
+from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> int:
     """Train and save one model; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, _ = parse_job_args(parser, argv, beam=False)
     flags = dict(C=args.C, n_estimators=args.n_estimators, max_depth=args.max_depth,
                  seed=args.seed, max_iter=args.max_iter)
-    try:  # flag combinations are checked before any data is read
+    try:  # flag combinations and the output folder are checked before any data is read
         resolve_hyperparameters(args.classifier, None, **flags)
         if args.search_C and args.classifier == "randomforest":
             raise ValueError("--search-C applies to linearsvc and svc, not to randomforest")
+        check_output_folder(args.output)
     except ValueError as exc:
         parser.error(str(exc))
+    from classifiers.model_io import ModelProvenance, save_model  # scikit-learn and skops: seconds
+
     try:
         descriptors = load_descriptors(args.features)
         data = training_set(select_split(descriptors, args.split))

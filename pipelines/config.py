@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from featurizers.backends import Backend
+from featurizers.backend_choice import CPU_RUNTIME_MODULES, Backend, device_type, resolve_backend
 from featurizers.decode import FrameSampling
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
 from featurizers.registry import FeaturizerSpec, get_featurizer_spec
@@ -14,12 +14,47 @@ from pipelines.schema import DatasetKind, DescriptorLayout, aggregation_for, cla
 
 PROJECT_NAME = "emotiw-video"
 
+# The libraries whose version can move descriptors (decoding, detection, resizing, alignment, the
+# network and its runtime), by distribution name; the first installed name of each entry counts.
+DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",),
+    "timm": ("timm",),
+    "pillow": ("pillow",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
+    "decord": ("decord", "eva-decord"),
+    "pyav": ("av",),
+    "facenet-pytorch": ("facenet-pytorch",),
+}
+# The CPU runtimes (named as in CPU_RUNTIME_MODULES); only the one that ran is recorded.
+RUNTIME_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
+
 
 def project_version() -> str:
     try:
         return version(PROJECT_NAME)
     except PackageNotFoundError:  # running from a checkout that is not installed
         return "0+unknown"
+
+
+def descriptor_library_versions(backend: str) -> dict[str, str | None]:
+    """Installed versions of the libraries that make descriptors, with the runtime of ``backend``
+    (a resolved backend); None for one that is not installed. Read from the package metadata,
+    so nothing is imported."""
+    wanted = dict(DESCRIPTOR_LIBRARIES)
+    runtime = CPU_RUNTIME_MODULES.get(backend)
+    if runtime:
+        wanted[runtime] = RUNTIME_LIBRARIES[runtime]
+    found: dict[str, str | None] = {}
+    for name, distributions in wanted.items():
+        found[name] = None
+        for distribution in distributions:
+            try:
+                found[name] = version(distribution)
+                break
+            except PackageNotFoundError:
+                continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -54,8 +89,13 @@ class ExtractionConfig:
     def layout(self) -> DescriptorLayout:
         return DescriptorLayout(aggregation_for(self.dataset, self.group), self.spec.feature_dim)
 
+    def resolved_backend(self) -> str:
+        """The backend the workers run for this configuration (``auto`` resolved, as they do)."""
+        return resolve_backend(self.backend, device_type(self.device))
+
     def provenance(self, weights_sha256: str) -> dict[str, Any]:
         spec = self.spec
+        backend = self.resolved_backend()
         return {
             "project": PROJECT_NAME,
             "project_version": project_version(),
@@ -65,7 +105,8 @@ class ExtractionConfig:
             "featurizer_architecture": spec.architecture,
             "featurizer_input_size": spec.input_size,
             "featurizer_emotion_tuned": spec.emotion_tuned,
-            "featurizer_backend": self.backend,
+            "featurizer_backend": backend,
+            "libraries": descriptor_library_versions(backend),
             "weights_sha256": weights_sha256,
             "layout": self.layout.to_dict(),
             "detector": self.detector.to_dict(),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,21 @@ def test_encode_labels_uses_class_order_and_refuses_unknown_names() -> None:
     assert encode_labels(np.array(["Sad", "Angry"], dtype=object), CLASSES).tolist() == [2, 0]
     with pytest.raises(DatasetLayoutError, match="Bored"):
         encode_labels(np.array(["Bored"], dtype=object), CLASSES)
+
+
+def test_runtime_differences_name_each_library_and_the_backend(caplog: pytest.LogCaptureFixture) -> None:
+    from classifiers.descriptors import runtime_differences, warn_if_runtimes_differ
+
+    trained = {"featurizer_backend": "openvino", "libraries": {"pillow": "12.3.0", "torch": "2.14.1",
+                                                               "openvino": "2026.4.1"}}
+    same = {"featurizer_backend": "openvino", "libraries": dict(trained["libraries"])}
+    assert runtime_differences(trained, same) == []
+    moved = {"featurizer_backend": "onnx", "libraries": {"pillow": "13.0.0", "torch": "2.14.1", "onnxruntime": "1.32.0"}}
+    assert runtime_differences(trained, moved) == [
+        "featurizer backend openvino -> onnx", "onnxruntime not used -> 1.32.0", "openvino 2026.4.1 -> not used",
+        "pillow 12.3.0 -> 13.0.0"]
+    assert runtime_differences({"featurizer_backend": "auto"}, moved) == []  # older tables: nothing to compare
+    with caplog.at_level(logging.WARNING):
+        warn_if_runtimes_differ(trained, moved, trained_what="model m", found_what="descriptors d")
+    assert "model m was trained on descriptors made with other versions than descriptors d" in caplog.text
+    assert "pillow 12.3.0 -> 13.0.0" in caplog.text

@@ -3,7 +3,11 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
+import openvino
+import PIL
+import torch
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -46,6 +50,11 @@ def test_sample_gives_one_row_per_clip_with_provenance(afew_direct):
     assert provenance["featurizer"] == "effnet_lite0_imagenet" and len(provenance["weights_sha256"]) == 64
     assert provenance["layout"]["blocks"]["max"] == [3840, 5120]
     assert provenance["detector"]["min_face_size"] == 32 and provenance["frames"]["step"] == 5
+    assert provenance["featurizer_backend"] == "openvino"  # what `auto` ran, not `auto`
+    libraries = provenance["libraries"]
+    assert openvino.__version__.startswith(libraries["openvino"]) and "onnxruntime" not in libraries
+    assert libraries["pillow"] == PIL.__version__ and torch.__version__.startswith(libraries["torch"])
+    assert libraries["opencv"].startswith(cv2.__version__) and libraries["facenet-pytorch"]
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["clips"] == len(listed) and summary["faceless"] == 1 and summary["error"] == 0
 

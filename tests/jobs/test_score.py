@@ -130,6 +130,18 @@ def test_a_model_of_another_featurizer_is_refused(model: Path, tmp_path: Path, c
     assert not output.exists()
 
 
+def test_a_model_trained_on_descriptors_of_other_library_versions_is_used_with_a_warning(
+        model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    described = json.loads((model / "model.json").read_text())["descriptor_provenance"]
+    assert described["featurizer_backend"] == "openvino" and described["libraries"]["pillow"]
+    older = {**described, "libraries": {**described["libraries"], "pillow": "11.0.0"}}
+    edited = _edited_model(model, tmp_path / "model", descriptor_provenance=older)
+    with caplog.at_level("WARNING"):
+        code = score.run(["--model", str(edited), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")])
+    assert code == 0 and len(_scores(tmp_path / "s")) == 1
+    assert f"pillow 11.0.0 -> {described['libraries']['pillow']}" in caplog.text
+
+
 def test_weights_other_than_the_models_are_refused(model: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "other.pt"

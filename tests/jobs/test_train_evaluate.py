@@ -36,7 +36,8 @@ def _row(clip_id: str, split: str, label: str | None, descriptor: np.ndarray | N
             "n_face_frames": 4 * has_face, "n_faces": 8 * has_face, "has_face": has_face,
             "descriptor": (np.zeros(LAYOUT.length) if descriptor is None else descriptor).astype(np.float32).tolist(),
             "featurizer": "synthetic_b0", "status": status or ("ok" if has_face else "faceless"),
-            "error": "boom" if status == "error" else None, "max_faces_in_frame": 2 * has_face, "fps": 25.0, "n_corrupt_frames": 0}
+            "error": "boom" if status == "error" else None, "max_faces_in_frame": 2 * has_face, "fps": 25.0,
+            "n_segments": 1, "n_corrupt_frames": 0}
 
 
 def _clips(split: str, per_class: int, seed: int) -> list[dict[str, Any]]:
@@ -124,6 +125,28 @@ def test_evaluate_refuses_descriptors_from_another_featurizer(tmp_path: Path, fe
     assert code == 1
     assert "'synthetic_b0'" in caplog.text and "'enet_b2_8'" in caplog.text
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_warns_but_runs_when_descriptor_libraries_differ_from_training(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made_with = {"featurizer_backend": "openvino", "libraries": {"pillow": "12.3.0", "torch": "2.14.1"}}
+
+    def write(path: Path, rows: list[dict[str, Any]], **libraries: str) -> Path:
+        prov = {**_provenance(), **made_with, "libraries": {**made_with["libraries"], **libraries}}
+        pq.write_table(pa.Table.from_pylist(rows, schema=descriptor_table_schema(LAYOUT, prov)), path)
+        return path
+
+    train_table = write(tmp_path / "train.parquet", _clips("train", 4, seed=1))
+    assert train.run(["--features", str(train_table), "--output", str(tmp_path / "m")]) == 0
+    for name, libraries, warned in (("same", {}, False), ("newer", {"pillow": "13.0.0"}, True)):
+        caplog.clear()
+        val = write(tmp_path / f"{name}.parquet", _clips("val", 2, seed=2), **libraries)
+        with caplog.at_level(logging.WARNING):
+            code = evaluate.run(["--model", str(tmp_path / "m"), "--features", str(val),
+                                 "--output", str(tmp_path / f"r_{name}")])
+        assert code == 0 and (tmp_path / f"r_{name}" / "metrics.json").is_file()
+        assert ("pillow 12.3.0 -> 13.0.0" in caplog.text) == warned
+        assert ("other versions" in caplog.text) == warned
 
 
 def test_training_refuses_a_folder_with_mixed_featurizers(tmp_path: Path, features: Path,

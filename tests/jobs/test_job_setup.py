@@ -1,0 +1,150 @@
+"""What every job does the same way: --help without the heavy libraries, unknown flags refused,
+Beam's own flags passed on, unusable output folders refused before any work (exit code 2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from jobs import evaluate, extract, score, train
+from jobs.job_setup import check_output_folder, parse_job_args, unknown_beam_flags
+from featurizers.errors import OutputPathError
+
+ROOT = Path(__file__).parents[2]
+HEAVY = {"torch", "apache_beam", "openvino", "onnxruntime", "sklearn", "timm", "matplotlib", "decord", "cv2"}
+JOBS_WITH_BEAM = ("extract",)
+
+
+def _imported_modules(stderr: str) -> set[str]:
+    """Top-level package names from ``python -X importtime`` output."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("job", ["extract", "train", "evaluate"])
+def test_help_answers_without_importing_torch_beam_or_the_runtimes(job):
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", f"jobs.{job}", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: python -m jobs." in done.stdout
+    imported = _imported_modules(done.stderr)
+    assert "argparse" in imported  # the parsing of -X importtime's report works
+    assert not imported & HEAVY, sorted(imported & HEAVY)
+
+
+MISTYPED = [["--segments-frames", "500"], ["--frame-stpe", "5"], ["--direct_num_worker", "2"]]
+
+
+@pytest.mark.parametrize("typo", MISTYPED)
+def test_extract_refuses_a_flag_that_is_neither_its_own_nor_beams(typo, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        extract.run(["--dataset", "afew", *typo])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {' '.join(typo)}" in err and "Beam pipeline option" in err
+
+
+def test_score_refuses_a_mistyped_flag_before_loading_anything(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        score.run(["--model", str(tmp_path / "absent"), "--input", str(tmp_path), "--output", str(tmp_path / "s"),
+                   "--segments-frames", "500"])
+    assert exit_info.value.code == 2 and "--segments-frames 500" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("job, argv", [
+    (train, ["--features", "f", "--output", "m"]),
+    (evaluate, ["--model", "m", "--features", "f", "--output", "r"]),
+])
+def test_jobs_without_beam_refuse_every_unknown_flag_even_beams(job, argv, capsys):
+    for extra in (["--frame-stpe", "5"], ["--runner", "dask"]):
+        with pytest.raises(SystemExit) as exit_info:
+            job.run([*argv, *extra])
+        assert exit_info.value.code == 2 and extra[0] in capsys.readouterr().err
+
+
+BEAM_FLAGS = [
+    ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+    ["--runner", "dask", "--dask_client_address", "tcp://scheduler:8786", "--dask_npartitions", "2"],
+    ["--runner=Dask", "--dask_client_address=tcp://scheduler:8786"],
+    ["--runner", "FlinkRunner", "--flink_master", "host:8081", "--environment_type", "DOCKER",
+     "--sdk_container_image", "image"],
+    ["--runner", "SparkRunner", "--spark_master_url", "spark://host:7077", "--environment_type", "PROCESS"],
+    ["--runner", "DataflowRunner", "--project", "p", "--region", "r", "--temp_location", "gs://b/tmp"],
+    ["--runner", "local", "--experiments=a", "--save_main_session"],
+]
+
+
+@pytest.mark.parametrize("flags", BEAM_FLAGS)
+def test_beams_own_flags_pass_to_beam(flags):
+    args, beam_args = parse_job_args(extract.build_parser(), ["--dataset", "afew", "--frame-step", "5", *flags],
+                                     beam=True)
+    assert args.frame_step == 5 and beam_args == flags
+    assert unknown_beam_flags(flags) == []
+
+
+def test_a_beam_flag_with_a_bad_value_or_an_unknown_runner_is_a_usage_error(capsys):
+    for flags, message in ((["--direct_num_workers", "two"], "invalid int value: 'two'"),
+                           (["--runner", "no.such.Runner"], "cannot load no.such")):
+        with pytest.raises(SystemExit) as exit_info:
+            extract.run(["--dataset", "afew", *flags])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_output_that_is_a_file_or_lies_under_one_is_refused(tmp_path):
+    file = tmp_path / "table.parquet"
+    file.write_bytes(b"PAR1")
+    for bad, message in ((file, "is an existing file"), (file / "out", "is a file, not a folder"),
+                         (file / "a" / "b", "is a file, not a folder")):
+        with pytest.raises(OutputPathError, match=message):
+            check_output_folder(bad)
+    check_output_folder(tmp_path / "new" / "deeper")  # to be created: fine
+    check_output_folder(tmp_path, replaced_whole=True)
+    check_output_folder("s3://bucket/features")  # remote: its storage layer answers for it
+
+
+def test_every_job_exits_2_for_an_unwritable_output_before_any_work(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    assert extract.run(["--dataset", "afew", "--output", str(file)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert extract.run(["--dataset", "afew", "--output", str(tmp_path / "o"), "--frames-output", str(file / "f")]) == 2
+    assert "--frames-output" in capsys.readouterr().err
+    assert score.run(["--model", str(tmp_path), "--input", str(tmp_path), "--output", str(file)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    for job, argv in ((train, ["--features", str(tmp_path)]), (evaluate, ["--model", "m", "--features", "f"])):
+        with pytest.raises(SystemExit) as exit_info:
+            job.run([*argv, "--output", str(file / "out")])
+        assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_folder_the_user_may_not_write_in_is_refused():
+    """Checked in a forked child that, when the tests run as root, becomes user nobody first:
+    permission bits do not stop root (and nobody could not start this venv's Python afresh)."""
+    folder = Path(tempfile.mkdtemp(prefix="emotiw-read-only-"))  # under /tmp: reachable by any user
+    os.chmod(folder, 0o555)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: only os calls and the already imported check, then _exit
+            code = 5
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                check_output_folder(folder / "model")
+                code = 0
+            except OutputPathError as exc:
+                code = 3 if f"no permission to write in {folder}" in str(exc) else 4
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
