@@ -11,6 +11,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,7 +220,7 @@ class _Child:
     def start(cls) -> _Child:
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
-        shm_fd = os.memfd_create("emotiw-decode")
+        shm_fd = _anonymous_file()
         package_root = str(Path(__file__).resolve().parents[1])  # the child runs this very code
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
@@ -236,6 +237,15 @@ class _Child:
         self.process.wait()
         self.to_child.close(), self.from_child.close()
         os.close(self.shm_fd)
+
+
+def _anonymous_file() -> int:
+    """A file descriptor for shared frames that leaves nothing behind: a memfd on Linux."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("emotiw-decode")
+    fd, name = tempfile.mkstemp(prefix="emotiw-decode-")
+    os.unlink(name)
+    return fd
 
 
 _spare: _Child | None = None
@@ -265,7 +275,7 @@ class _DecoderProcess:
 
     A plain subprocess, not ``multiprocessing``: Dask workers are daemonic processes, which
     ``multiprocessing`` forbids to have children. Frames come back through an anonymous
-    shared memory file (memfd); only small messages go through the pipes.
+    shared memory file (:func:`_anonymous_file`); only small messages go through the pipes.
     """
 
     def __init__(self, path: Path, limit_s: float) -> None:
