@@ -13,13 +13,14 @@ Three ways to decode are measured:
 
 Throughput is measured with a consumer that only touches each chunk (best of ``--repeat``);
 memory with a slow consumer that sleeps ``--pause`` seconds per chunk, as face detection
-keeps the decoder waiting. Memory is the peak resident set of this process plus its
-children, sampled every 10 ms.
+keeps the decoder waiting. Memory is the peak resident set of a fresh process plus its
+children (the decoder and the spare decoder started ahead), sampled every 10 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 import time
@@ -114,10 +115,15 @@ class PeakTreeRss:
         self._thread.join()
 
 
-def throughput(reader, path: Path, repeat: int) -> tuple[float, float, int]:
-    """Best frames/s over ``repeat`` passes, and the seconds to the first chunk of that pass."""
+def throughput(reader, path: Path, repeat: int, gap_s: float) -> tuple[float, float, int]:
+    """Best frames/s over ``repeat`` passes, and the seconds to the first chunk of that pass.
+
+    Each pass starts ``gap_s`` after the last, as clips follow each other in a job after
+    detection has run (the isolated reader's spare process is ready by then).
+    """
     best, first_s, n = 0.0, 0.0, 0
     for _ in range(repeat):
+        time.sleep(gap_s)
         started = time.perf_counter()
         first, n = None, 0
         for frames in reader(path):
@@ -149,26 +155,34 @@ def main() -> None:
     parser.add_argument("--hd-frames", type=int, default=500)
     parser.add_argument("--pause", type=float, default=0.05, help="seconds the slow consumer spends per chunk")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between passes (as detection runs between clips)")
+    parser.add_argument("--speed-long", action="store_true", help="also time the long clip (a minute or more)")
     parser.add_argument("--readers", default="decord,in-proc,isolated")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: speed,memory")
+    parser.add_argument("--memory-case", nargs=2, metavar=("READER", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_case:  # one memory measurement, in a fresh process
+        mib, n = slow_peak(READERS[args.memory_case[0]], Path(args.memory_case[1]), args.pause, None)
+        print(f"{mib:.0f} {n}")
+        return
     readers = args.readers.split(",")
     short = make_clip(args.workdir / f"short_640x360_{args.short_frames}.mp4", args.short_frames, 640, 360)
     hd = make_clip(args.workdir / f"hd_1280x720_{args.hd_frames}.mp4", args.hd_frames, 1280, 720)
     long = make_clip(args.workdir / f"long_640x360_{args.long_frames}.mp4", args.long_frames, 640, 360)
     if "speed" not in args.skip:
         print(f"{'clip':28s} {'reader':9s} {'frames':>7s} {'frames/s':>9s} {'first chunk s':>14s}")
-        for clip in (short, hd):
+        for clip in (short, hd, long) if args.speed_long else (short, hd):
             for name in readers:
-                rate, first, n = throughput(READERS[name], clip, args.repeat)
+                rate, first, n = throughput(READERS[name], clip, args.repeat, args.gap)
                 print(f"{clip.name:28s} {name:9s} {n:7d} {rate:9.1f} {first:14.3f}", flush=True)
     if "memory" not in args.skip:
         print(f"\nslow consumer, {args.pause} s per 32-frame chunk: peak RSS of this process and its children")
         print(f"{'clip':28s} {'reader':9s} {'frames':>7s} {'peak MiB':>9s}")
         for clip in (short, long):
             for name in readers:
-                mib, n = slow_peak(READERS[name], clip, args.pause, None)
-                print(f"{clip.name:28s} {name:9s} {n:7d} {mib:9.0f}", flush=True)
+                out = subprocess.run([sys.executable, __file__, "--pause", str(args.pause), "--memory-case", name, str(clip)],
+                                     capture_output=True, text=True, check=True).stdout.split()
+                print(f"{clip.name:28s} {name:9s} {int(out[1]):7d} {float(out[0]):9.0f}", flush=True)
 
 
 if __name__ == "__main__":

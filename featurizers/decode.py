@@ -11,6 +11,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from featurizers.decode_child import SLOTS
 
 DECODE_TIMEOUT_BASE_S = 60.0
 DECODE_TIMEOUT_PER_FRAME_S = 0.05
-"""The default time limit of a clip's decoding: 60 s to open it, then 0.05 s per native frame
-(20 frames/s, ten times slower than a single core decodes 1080p H.264)."""
+OPEN_TIMEOUT_BYTES_PER_S = 10e6
+"""The default time limit of a clip's decoding: 60 s plus the file read at 10 MB/s to open it
+(opening reads every packet to number the frames), then 0.05 s per native frame (20 frames/s,
+about ten times slower than one core decodes 1080p H.264)."""
 
 MAX_CORRUPT_SHARE = 0.1
 """Above this share of a clip's sampled frames left out as undecodable, the clip is an error."""
@@ -65,6 +68,13 @@ class FrameSampling:
         if self.clip_timeout_s is not None:
             return self.clip_timeout_s
         return DECODE_TIMEOUT_BASE_S + DECODE_TIMEOUT_PER_FRAME_S * n_native_frames
+
+    def open_timeout_for(self, path: Path) -> float:
+        """The time limit to open a video (its packets are all read once), by the file's size."""
+        if self.clip_timeout_s is not None:
+            return self.clip_timeout_s
+        size = path.stat().st_size if path.is_file() else 0
+        return DECODE_TIMEOUT_BASE_S + size / OPEN_TIMEOUT_BYTES_PER_S
 
     def to_dict(self) -> dict[str, object]:
         return {"step": self.step, "target_fps": self.target_fps, "chunk_size": self.chunk_size}
@@ -154,11 +164,11 @@ def probe_video(path: str | os.PathLike[str], sampling: FrameSampling = FrameSam
     """The declared frame count and frame rate of a video, after the same checks as decoding.
 
     The container is opened in a child process under the time limit to open a clip
-    (``sampling.clip_timeout_s``, else 60 s). Raises :class:`VideoDecodeError` when the file
+    (``sampling.clip_timeout_s``, else :meth:`FrameSampling.open_timeout_for`). Raises :class:`VideoDecodeError` when the file
     cannot be opened as a video, or opening it hangs or crashes.
     """
     p = check_video_path(path)
-    with _DecoderProcess(p, sampling.clip_timeout_s or DECODE_TIMEOUT_BASE_S) as child:
+    with _DecoderProcess(p, sampling.open_timeout_for(p)) as child:
         n_frames, fps = child.info("opening the video")
         child.send(None)
     return VideoInfo(n_frames=n_frames, fps=fps)
@@ -182,10 +192,10 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     corrupt, or the decoder exceeds its time limit or dies.
     """
     p = check_video_path(path)
-    with _DecoderProcess(p, sampling.clip_timeout_s or DECODE_TIMEOUT_BASE_S) as child:
+    with _DecoderProcess(p, sampling.open_timeout_for(p)) as child:
         n_frames, fps = child.info("opening the video")
         indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
-        if sampling.clip_timeout_s is None:
+        if sampling.clip_timeout_s is None:  # the frames' share of the default limit, now that they are known
             start, stop = (0, n_frames) if frame_range is None else (frame_range[0], min(frame_range[1], n_frames))
             child.extend_limit(sampling.timeout_for(max(0, stop - start)) - DECODE_TIMEOUT_BASE_S)
         child.send((indices, sampling.chunk_size))
@@ -219,7 +229,7 @@ class _Child:
     def start(cls) -> _Child:
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
-        shm_fd = os.memfd_create("emotiw-decode")
+        shm_fd = _anonymous_file()
         package_root = str(Path(__file__).resolve().parents[1])  # the child runs this very code
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
@@ -236,6 +246,15 @@ class _Child:
         self.process.wait()
         self.to_child.close(), self.from_child.close()
         os.close(self.shm_fd)
+
+
+def _anonymous_file() -> int:
+    """A file descriptor for shared frames that leaves nothing behind: a memfd on Linux."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("emotiw-decode")
+    fd, name = tempfile.mkstemp(prefix="emotiw-decode-")
+    os.unlink(name)
+    return fd
 
 
 _spare: _Child | None = None
@@ -265,7 +284,7 @@ class _DecoderProcess:
 
     A plain subprocess, not ``multiprocessing``: Dask workers are daemonic processes, which
     ``multiprocessing`` forbids to have children. Frames come back through an anonymous
-    shared memory file (memfd); only small messages go through the pipes.
+    shared memory file (:func:`_anonymous_file`); only small messages go through the pipes.
     """
 
     def __init__(self, path: Path, limit_s: float) -> None:

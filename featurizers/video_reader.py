@@ -26,6 +26,10 @@ class ReadError(Exception):
     """A video could not be opened, indexed or decoded; the message names what failed."""
 
 
+class _UnreadableError(ReadError):
+    """The demuxer failed: nothing after this point of the file can be read."""
+
+
 @dataclass(frozen=True)
 class DecodedChunk:
     """Decoded frames of consecutive wanted indices; ``n_lost`` wanted frames had no usable picture.
@@ -98,7 +102,14 @@ class IndexedVideo:
         import av
 
         self._seek_before(first)
-        for packet in self._container.demux(self._stream):
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:  # the file itself cannot be read on: no frame after this
+                raise _UnreadableError(_first_line(exc)) from exc
             try:
                 pictures = packet.decode()
             except av.error.FFmpegError:
@@ -111,8 +122,8 @@ class IndexedVideo:
         """Decode the frames at ascending ``indices``, ``chunk_size`` wanted frames per chunk.
 
         A wanted frame that the decoder skips or marks corrupt is left out of its chunk and
-        counted in ``n_lost``. Frames still wanted when the stream ends raise :class:`ReadError`:
-        the container declared more frames than it holds.
+        counted in ``n_lost``. Frames still wanted when the stream ends, or when the file cannot
+        be read on, raise :class:`ReadError` naming them.
         """
         if len(indices) == 0:
             return
@@ -129,28 +140,31 @@ class IndexedVideo:
             lost = 0
             return out
 
-        for index, picture in self._pictures(int(indices[0])):
-            if index is None:
-                continue
-            while position < len(indices) and indices[position] <= index:
-                if indices[position] == index and not picture.is_corrupt:
-                    kept_indices.append(index)
-                    kept_frames.append(_rgb(picture))
-                else:
-                    lost += 1
-                position += 1
-                if position == chunk_end:
-                    chunk = take()
-                    if len(chunk.frame_indices):
-                        yield chunk
-                    elif position == len(indices):
-                        raise ReadError(f"frames {chunk_start}-{indices[-1]} of {self.n_frames} could not be decoded")
+        try:
+            for index, picture in self._pictures(int(indices[0])):
+                if index is None:
+                    continue
+                while position < len(indices) and indices[position] <= index:
+                    if indices[position] == index and not picture.is_corrupt:
+                        kept_indices.append(index)
+                        kept_frames.append(_rgb(picture))
                     else:
-                        lost = chunk.n_lost  # a chunk with no picture: its losses go with the next
-                    chunk_start = int(indices[position]) if position < len(indices) else -1
-                    chunk_end = min(chunk_end + chunk_size, len(indices))
-            if position == len(indices):
-                return
+                        lost += 1
+                    position += 1
+                    if position == chunk_end:
+                        chunk = take()
+                        if len(chunk.frame_indices):
+                            yield chunk
+                        elif position == len(indices):
+                            raise ReadError(f"frames {chunk_start}-{indices[-1]} of {self.n_frames} could not be decoded")
+                        else:
+                            lost = chunk.n_lost  # a chunk with no picture: its losses go with the next
+                        chunk_start = int(indices[position]) if position < len(indices) else -1
+                        chunk_end = min(chunk_end + chunk_size, len(indices))
+                if position == len(indices):
+                    return
+        except _UnreadableError as exc:
+            raise ReadError(f"frames {indices[position]}-{indices[-1]} of {self.n_frames} could not be read ({exc})") from exc
         raise ReadError(
             f"frames {indices[position]}-{indices[-1]} of {self.n_frames} could not be decoded: "
             "the stream ends before the frame count its container declares"

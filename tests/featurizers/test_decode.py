@@ -37,6 +37,15 @@ def test_frame_step_and_target_fps(counting_clip):
 def test_bad_sampling_is_rejected():
     with pytest.raises(ValueError):
         FrameSampling(step=0)
+    with pytest.raises(ValueError):
+        FrameSampling(clip_timeout_s=0)
+
+
+def test_the_default_time_limit_grows_with_the_frames_and_the_file_and_a_set_one_does_not(counting_clip):
+    default, fixed = FrameSampling(), FrameSampling(clip_timeout_s=5)
+    assert default.timeout_for(100_000) - default.timeout_for(0) == pytest.approx(5000)
+    assert fixed.timeout_for(100_000) == fixed.open_timeout_for(counting_clip) == 5
+    assert default.open_timeout_for(counting_clip) > default.timeout_for(0)  # the file is read once to open it
 
 
 @pytest.mark.parametrize(
