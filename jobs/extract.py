@@ -44,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
-    parser.add_argument("--clip-timeout", type=float, help="seconds a clip may wait on its decoder before it fails (default 60 + 0.1 per MB + 0.05 per frame)")
     return parser
 
 

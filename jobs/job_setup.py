@@ -160,7 +160,8 @@ def configure_logging() -> None:
 
 
 def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--batch-size``, ``--device``, ``--backend`` and ``--segment-frames``, for the jobs that extract descriptors."""
+    """``--batch-size``, ``--device``, ``--backend``, ``--clip-timeout`` and ``--segment-frames``: the
+    run-time settings of the jobs that extract descriptors, none of which changes a descriptor."""
     # Imported here: train and evaluate use this module too and need not read these settings.
     from featurizers.backend_choice import BACKENDS
     from pipelines.config import ExtractionConfig
@@ -170,6 +171,9 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     parser.add_argument("--backend", default=ExtractionConfig.backend, choices=BACKENDS,
                         help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
+    parser.add_argument("--clip-timeout", type=float,
+                        help="seconds a clip may wait on its decoder before it fails "
+                             "(default 60 + 0.1 per MB + 0.05 per frame)")
     parser.add_argument("--segment-frames", type=int, default=ExtractionConfig.segment_frames,
                         help="split clips longer than this many (sampled) frames into segments that "
                              "workers describe in parallel and merge exactly (0: never split)")
