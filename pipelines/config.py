@@ -21,8 +21,7 @@ DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {
     "timm": ("timm",),
     "pillow": ("pillow",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
-    "decord": ("decord", "eva-decord"),
-    "pyav": ("av",),
+    "pyav": ("av",),  # the pipeline's decoder (decord reads only for the plain reference loop)
     "facenet-pytorch": ("facenet-pytorch",),
 }
 # The CPU runtimes (named as in CPU_RUNTIME_MODULES); only the one that ran is recorded.

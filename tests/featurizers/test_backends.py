@@ -96,3 +96,15 @@ def test_an_unwritable_cache_folder_falls_back_to_an_export_in_memory(tmp_path, 
     eager = backends.TorchNetwork(model, torch.device("cpu"))(BATCH)
     np.testing.assert_allclose(network(BATCH)[0], eager[0], atol=1e-4, rtol=1e-4)
     assert "exporting it in memory" in caplog.text
+
+
+def test_a_half_written_compiled_model_is_compiled_again_not_trusted(cache):
+    """What a worker meets when another one is still writing OpenVINO's cache file."""
+    model = load_hsemotion_model(TINY_B0)
+    backends.make_network(model, torch.device("cpu"), 96, "openvino")
+    (blob,) = cache.rglob("*.blob")
+    blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])
+    network = backends.make_network(model, torch.device("cpu"), 96, "openvino")
+    assert not network.loaded_from_cache
+    eager = backends.TorchNetwork(model, torch.device("cpu"))(BATCH)
+    np.testing.assert_allclose(network(BATCH)[0], eager[0], atol=1e-4, rtol=1e-4)

@@ -14,7 +14,7 @@ def test_provenance_records_the_resolved_backend_and_its_runtimes_version(monkey
     assert provenance["featurizer_backend"] == resolve_backend("auto", "cpu") == "openvino"
     assert provenance["libraries"]["openvino"] == version("openvino") and "onnxruntime" not in provenance["libraries"]
     assert provenance["libraries"]["pillow"] == version("pillow")
-    assert provenance["libraries"]["decord"] == version("decord")
+    assert provenance["libraries"]["pyav"] == version("av") and "decord" not in provenance["libraries"]
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # OpenVINO cannot be imported: the workers run ONNX Runtime
     provenance = config.provenance("ab" * 32)
