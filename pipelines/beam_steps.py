@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.utils import shared
 
 from pipelines.clip_extractor import ClipExtractor
@@ -62,37 +65,67 @@ class _Holder:
 class WriteShardsFn(beam.DoFn):
     """Write results as Parquet shards of clip rows (and of face rows when asked for).
 
-    Rows are buffered and written every ``rows_per_shard`` rows and at the end of the bundle.
+    Rows are buffered and written every ``rows_per_shard`` rows, at the end of the bundle, and,
+    when ``flush_seconds`` is set, by a timer once the oldest buffered row has waited that long
+    (a slow next clip does not hold finished ones back): what is written survives a kill.
+    ``schema`` replaces the descriptor table's schema when a post-processing step changed the rows.
     Nothing is emitted downstream: the Dask runner drops what ``finish_bundle`` emits, and the
     job reads the shards back from the staging folder anyway.
     """
 
     def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, faces_dir: str | None,
-                 rows_per_shard: int) -> None:
+                 rows_per_shard: int, schema: pa.Schema | None = None, flush_seconds: float | None = None) -> None:
         self._config = config
         self._provenance = provenance
         self._clips_dir = clips_dir
         self._faces_dir = faces_dir
         self._rows_per_shard = rows_per_shard
+        self._schema = schema
+        self._flush_seconds = flush_seconds
         self._buffer: list[ClipResult] = []
+        self._oldest = 0.0
+        self._lock: threading.Lock | None = None
+        self._stop: threading.Event | None = None
 
     def start_bundle(self) -> None:
         self._buffer = []
+        self._lock = threading.Lock()  # made here: locks and events do not pickle
+        if self._flush_seconds is not None:
+            self._stop = threading.Event()
+            threading.Thread(target=self._flush_when_old, args=(self._stop,), daemon=True,
+                             name="flush-shards").start()
 
     def process(self, result: ClipResult) -> Iterator[str]:
-        self._buffer.append(result)
-        if len(self._buffer) >= self._rows_per_shard:
-            self._flush()
+        assert self._lock is not None
+        with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append(result)
+            if len(self._buffer) >= self._rows_per_shard:
+                self._flush()
         return iter(())
 
     def finish_bundle(self) -> None:
-        self._flush()
+        if self._stop is not None:
+            self._stop.set()
+        assert self._lock is not None
+        with self._lock:
+            self._flush()
+
+    def _flush_when_old(self, stop: threading.Event) -> None:
+        assert self._flush_seconds is not None and self._lock is not None
+        lock = self._lock
+        while not stop.wait(min(1.0, self._flush_seconds / 4)):
+            with lock:
+                if self._buffer and time.monotonic() - self._oldest >= self._flush_seconds:
+                    self._flush()
 
     def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
         if not batch:
             return
-        write_shard([r.row for r in batch], self._clips_dir, descriptor_table_schema(self._config.layout, self._provenance))
+        schema = self._schema or descriptor_table_schema(self._config.layout, self._provenance)
+        write_shard([r.row for r in batch], self._clips_dir, schema)
         face_rows = [row for r in batch for row in r.face_rows]
         if self._faces_dir is not None and face_rows:
             write_shard(face_rows, self._faces_dir, frame_table_schema(self._config.spec.head_outputs))
@@ -106,11 +139,21 @@ def describe_and_write(
     clips_dir: str,
     faces_dir: str | None,
     rows_per_shard: int = 256,
+    post_process: beam.DoFn | None = None,
+    schema: pa.Schema | None = None,
+    flush_seconds: float | None = None,
 ) -> beam.PCollection:
-    """The chain after the listed clips: redistribute, describe, write."""
-    return (
+    """The chain after the listed clips: redistribute, describe, (post-process,) write.
+
+    ``post_process`` maps each finished ClipResult to another (for example a classifier that
+    turns the descriptor into scores on the workers); ``schema`` is then the rows' schema.
+    """
+    described = (
         clips
         | "RedistributeClips" >> beam.Reshuffle()
         | "DescribeClips" >> beam.ParDo(DescribeClipsFn(config, total_clips))
-        | "WriteParquetShards" >> beam.ParDo(WriteShardsFn(config, provenance, clips_dir, faces_dir, rows_per_shard))
     )
+    if post_process is not None:
+        described = described | "PostProcessClips" >> beam.ParDo(post_process)
+    return described | "WriteParquetShards" >> beam.ParDo(
+        WriteShardsFn(config, provenance, clips_dir, faces_dir, rows_per_shard, schema, flush_seconds))

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decode import FrameChunk, iter_frame_chunks
+from featurizers.decode import FrameChunk
 from featurizers.detect import FaceDetector, FrameFaces
 from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from featurizers.faces import align_face, crop_face
 from pipelines.aggregate import ClipAccumulator
 from pipelines.config import ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
+from pipelines.video_source import video_chunks
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 30.0
@@ -127,7 +128,7 @@ class ClipExtractor:
         if error is None:
             try:
                 last_report = started
-                for chunk in iter_frame_chunks(ref.path, self.config.sampling):
+                for chunk in video_chunks(ref.path, self.config.sampling):
                     fps = chunk.native_fps
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
