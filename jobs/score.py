@@ -46,7 +46,7 @@ from pipelines.model_settings import extraction_config_for_model
 from pipelines.records import ClipRef
 from pipelines.run_lock import DEFAULT_LOCK_TIMEOUT_S, LockHeld, acquire
 from pipelines.score_store import ScoreStore, new_run_id
-from pipelines.scoring_steps import run_scoring_pipeline
+from pipelines.scoring_steps import FLUSH_ROWS, FLUSH_SECONDS, run_scoring_pipeline
 
 log = logging.getLogger("jobs.score")
 
@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="failed attempts on the same file before it is marked failed_permanently")
     parser.add_argument("--lock-timeout-hours", type=float, default=DEFAULT_LOCK_TIMEOUT_S / 3600,
                         help="a lock older than this is taken as left by a dead run (set above the longest run)")
+    parser.add_argument("--flush-clips", type=int, default=FLUSH_ROWS,
+                        help="scored clips are written to storage at least every this many clips per worker ...")
+    parser.add_argument("--flush-seconds", type=float, default=FLUSH_SECONDS,
+                        help="... or every this many seconds: what a killed run can lose")
     add_featurizer_runtime_arguments(parser)
     return parser
 
@@ -77,14 +81,14 @@ class ScoringSetup:
     model_sha256: str
     config: ExtractionConfig
     provenance: dict[str, Any]
-    listing: pd.DataFrame
-    """The archive now: key (path relative to --input), url, size_bytes, mtime_ns."""
 
 
 def prepare(args: argparse.Namespace) -> ScoringSetup:
-    """Load the model, rebuild its extraction settings and list the archive; raises on usage errors."""
-    if args.max_attempts < 1:
-        raise ValueError(f"--max-attempts must be at least 1, got {args.max_attempts}")
+    """Load the model and rebuild its extraction settings; raises on usage errors."""
+    for flag, value in (("--max-attempts", args.max_attempts), ("--flush-clips", args.flush_clips),
+                        ("--flush-seconds", args.flush_seconds)):
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
                                          face_batch_size=args.batch_size, backend=args.backend)
@@ -92,15 +96,19 @@ def prepare(args: argparse.Namespace) -> ScoringSetup:
     check_same_identity(model.provenance.identity(), provenance,
                         expected_what=f"model {args.model}", found_what="the featurizer available for scoring",
                         hint="pass --weights with the file the model was trained with, or retrain the model")
+    return ScoringSetup(model, checkpoint_sha256(Path(args.model) / MODEL_FILE), config, provenance)
+
+
+def list_archive(args: argparse.Namespace) -> pd.DataFrame:
+    """The archive now: key (path relative to --input), url, size_bytes, mtime_ns; raises on usage errors."""
     started = time.perf_counter()
     files = storage.list_files(args.input, VIDEO_EXTENSIONS)
     if not files:
         raise ValueError(f"no videos under {args.input} (extensions .avi, .mp4, .mkv, ...); "
                          f"{args.output} left unchanged")
     log.info("listed %d videos under %s in %.1f s", len(files), args.input, time.perf_counter() - started)
-    listing = pd.DataFrame({"key": [f.key for f in files], "url": [f.url for f in files],
-                            "size_bytes": [f.size_bytes for f in files], "mtime_ns": [f.mtime_ns for f in files]})
-    return ScoringSetup(model, checkpoint_sha256(Path(args.model) / MODEL_FILE), config, provenance, listing)
+    return pd.DataFrame({"key": [f.key for f in files], "url": [f.url for f in files],
+                         "size_bytes": [f.size_bytes for f in files], "mtime_ns": [f.mtime_ns for f in files]})
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -112,22 +120,27 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     run_id = new_run_id()
-    try:
+    try:  # before listing: a second run refuses at once, however long a bucket takes to list
         lock = acquire(args.output, run_id, args.lock_timeout_hours * 3600)
     except LockHeld as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     try:
-        counts, failures = score_archive(setup, args, run_id, beam_args)
+        try:
+            listing = list_archive(args)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        counts, failures = score_archive(setup, listing, args, run_id, beam_args)
     finally:
         lock.release()
-    print(f"{len(setup.listing)} videos: {counts.line()} -> {storage.join(args.output, 'latest')} (run {run_id})")
+    print(f"{len(listing)} videos: {counts.line()} -> {storage.join(args.output, 'latest')} (run {run_id})")
     for _, row in failures.iterrows():
         print(f"  {row['status']}: {row['key']}: {row['error']}", file=sys.stderr)
     return EXIT_FAILURES if counts.failed else EXIT_OK
 
 
-def score_archive(setup: ScoringSetup, args: argparse.Namespace, run_id: str,
+def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Namespace, run_id: str,
                   beam_args: list[str]) -> tuple[RunCounts, pd.DataFrame]:
     """Plan from the small index, describe and score what needs it, fold the rows into the state."""
     store = ScoreStore(args.output)
@@ -135,7 +148,7 @@ def score_archive(setup: ScoringSetup, args: argparse.Namespace, run_id: str,
     index = store.read_index()
     unfinished = store.unfinished_runs()
     staged = store.read_staged(unfinished, args.max_attempts)
-    plan = plan_run(setup.listing, index, staged, setup.model_sha256, args.max_attempts)
+    plan = plan_run(listing, index, staged, setup.model_sha256, args.max_attempts)
     log.info("planned from an index of %d videos in %.1f s", len(index), time.perf_counter() - started)
     if unfinished:
         log.info("run(s) %s did not finish; reused %d clips they had finished", ", ".join(unfinished),
@@ -152,7 +165,7 @@ def score_archive(setup: ScoringSetup, args: argparse.Namespace, run_id: str,
         refs = [ClipRef(key, url, "folder") for key, url in zip(plan.to_score["key"], plan.to_score["url"])]
         run_scoring_pipeline(refs, setup.config, setup.provenance, str(Path(args.model).absolute()),
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
-                             pipeline_options(beam_args))
+                             pipeline_options(beam_args), args.flush_clips, args.flush_seconds)
         rows = store.read_rows(store.staged_dir(run_id))
         lost = missing_keys(plan.to_score, rows)
         if lost:
@@ -164,7 +177,7 @@ def score_archive(setup: ScoringSetup, args: argparse.Namespace, run_id: str,
     counts = count_run(plan, settled)
     manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
                 "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": counts.__dict__,
-                "listed": len(setup.listing)}
+                "listed": len(listing)}
     store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
     failures = settled[settled["status"].isin([ERROR, "failed_permanently"])] if len(settled) else settled
     return counts, failures

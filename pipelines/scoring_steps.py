@@ -63,14 +63,15 @@ class _ModelHolder:
 
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
                          model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
-                         options: PipelineOptions) -> None:
+                         options: PipelineOptions, flush_rows: int = FLUSH_ROWS,
+                         flush_seconds: float = FLUSH_SECONDS) -> None:
     """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``."""
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline | "ListVideos" >> beam.Create(refs), config, provenance, len(refs), staged_dir,
-                       None, rows_per_shard=FLUSH_ROWS, post_process=ScoreClipsFn(model_dir, model_sha256, run_id),
-                       schema=schema, flush_seconds=FLUSH_SECONDS)
+                       None, rows_per_shard=flush_rows, post_process=ScoreClipsFn(model_dir, model_sha256, run_id),
+                       schema=schema, flush_seconds=flush_seconds)
     result = pipeline.run()
     try:
         result.wait_until_finish()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,9 @@ import pytest
 from videos import SAMPLES
 from classifiers.scoring import SCORING_KEY
 from jobs import extract, score, train
-from pipelines.extraction_run import run_extraction
+from pipelines import run_lock
 from pipelines.schema import read_provenance
+from pipelines.scoring_steps import run_scoring_pipeline
 
 pytestmark = pytest.mark.slow
 HAPPY = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -38,70 +40,114 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def extracted(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The paths each run of the job sent to extraction, one list per call."""
+def described(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The keys each run of the job sent to the Beam pipeline, one sorted list per call."""
     calls: list[list[str]] = []
 
     def spy(refs, *args, **kwargs):
-        calls.append(sorted(r.path for r in refs))
-        return run_extraction(refs, *args, **kwargs)
+        calls.append(sorted(r.clip_id for r in refs))
+        return run_scoring_pipeline(refs, *args, **kwargs)
 
-    monkeypatch.setattr(score, "run_extraction", spy)
+    monkeypatch.setattr(score, "run_scoring_pipeline", spy)
     return calls
 
 
-def _scores(output: Path) -> pd.DataFrame:
-    return pd.read_parquet(output / "scores.parquet").set_index("path")
+def _latest(output: Path) -> pd.DataFrame:
+    latest = pd.read_parquet(output / "latest")
+    assert latest.key.is_unique
+    return latest.set_index("key")
 
 
-def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_path: Path,
-                                                             extracted: list[list[str]],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    archive, output = tmp_path / "archive", tmp_path / "scores"
-    happy, neutral, broken = archive / "2024" / "a.avi", archive / "2024" / "05" / "b.mp4", archive / "broken.mkv"
+def _archive(root: Path) -> tuple[Path, Path, Path]:
+    happy, neutral, broken = root / "2024" / "a.avi", root / "2024" / "05" / "b.mp4", root / "broken.mkv"
     neutral.parent.mkdir(parents=True)
     shutil.copy(HAPPY, happy)
     shutil.copy(NEUTRAL, neutral)
     broken.write_bytes(b"not a video")
-    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
+    return happy, neutral, broken
+
+
+def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_path: Path,
+                                                             described: list[list[str]],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    happy, neutral, broken = _archive(archive)
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output), "--max-attempts", "2"]
 
     assert score.run(argv) == 1  # the broken file failed
-    first = _scores(output)
-    assert sorted(first.index) == sorted(map(str, (happy, neutral, broken)))
-    assert first.loc[str(happy), "predicted_label"] == "Happy"  # the clips it was trained on
-    assert first.loc[str(neutral), "predicted_label"] == "Neutral"
+    first = _latest(output)
+    assert sorted(first.index) == ["2024/05/b.mp4", "2024/a.avi", "broken.mkv"]  # relative to --input
+    assert first.loc["2024/a.avi", "path"] == str(happy)
+    assert first.loc["2024/a.avi", "predicted_label"] == "Happy"  # the clips it was trained on
+    assert first.loc["2024/05/b.mp4", "predicted_label"] == "Neutral"
     assert [c for c in first.columns if c.startswith("score_")] == ["score_Happy", "score_Neutral"]
-    assert first.loc[str(happy), "score_Happy"] > first.loc[str(happy), "score_Neutral"]
-    assert (first.loc[str(broken), "status"], first.loc[str(broken), "has_face"]) == ("error", False)
-    assert pd.isna(first.loc[str(broken), "predicted_label"]) and pd.isna(first.loc[str(broken), "score_Happy"])
-    assert str(broken) in first.loc[str(broken), "error"]
-    assert first.loc[str(happy), "size_bytes"] == happy.stat().st_size
-    assert first.loc[str(happy), "mtime_ns"] == happy.stat().st_mtime_ns
-    assert (first.status == "ok").sum() == 2 and (first.n_face_frames[first.status == "ok"] > 0).all()
-    assert [p.name for p in output.iterdir()] == ["scores.parquet"]  # scratch descriptors cleaned up
-    schema = pq.read_schema(output / "scores.parquet")
+    assert first.loc["2024/a.avi", "score_Happy"] > first.loc["2024/a.avi", "score_Neutral"]
+    assert (first.loc["broken.mkv", "status"], first.loc["broken.mkv", "attempts"]) == ("error", 1)
+    assert pd.isna(first.loc["broken.mkv", "predicted_label"]) and pd.isna(first.loc["broken.mkv", "score_Happy"])
+    assert str(broken) in first.loc["broken.mkv", "error"]
+    assert first.loc["2024/a.avi", "size_bytes"] == happy.stat().st_size
+    assert first.loc["2024/a.avi", "mtime_ns"] == happy.stat().st_mtime_ns
+    assert (first.n_face_frames[first.status == "ok"] > 0).all()
+    assert "3 new, 0 rescored, 0 reused, 0 skipped, 1 failed, 0 permanently failed" in capsys.readouterr().out
+    schema = pq.read_schema(next((output / "latest").glob("part-*.parquet")))
     extraction, scoring = read_provenance(schema), json.loads(schema.metadata[SCORING_KEY])
     assert extraction["frames"]["step"] == 10 and extraction["detector"]["min_face_size"] == 32  # as trained
     assert scoring["score_kind"] == "decision_function" and scoring["model_sha256"] == first.model_sha256.iloc[0]
 
-    assert score.run(argv) == 1  # only the failed video is tried again
-    assert extracted[-1] == [str(broken)]
-    second = _scores(output)
-    assert (second.loc[str(happy), "scored_at"] == first.loc[str(happy), "scored_at"])
-    assert "3 videos: 2 already scored (skipped), 1 scored now, 1 failed" in capsys.readouterr().out
+    assert score.run(argv) == 1  # only the failed video is tried again, and given up on
+    assert described[-1] == ["broken.mkv"]
+    second = _latest(output)
+    assert second.loc["2024/a.avi", "scored_at"] == first.loc["2024/a.avi", "scored_at"]
+    assert (second.loc["broken.mkv", "status"], second.loc["broken.mkv", "attempts"]) == ("failed_permanently", 2)
+    assert "0 new, 1 rescored, 0 reused, 2 skipped, 1 failed, 1 permanently failed" in capsys.readouterr().out
+
+    assert score.run(argv) == 0  # nothing changed: nothing described, and no failure is new
+    assert len(described) == 2
+    assert "0 new, 0 rescored, 0 reused, 2 skipped, 0 failed, 1 permanently failed" in capsys.readouterr().out
 
     stat = happy.stat()
     os.utime(happy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was replaced
     broken.unlink()
     assert score.run(argv) == 0
-    assert extracted[-1] == [str(happy)]
-    third = _scores(output)
-    assert sorted(third.index) == sorted(map(str, (happy, neutral)))
-    assert third.loc[str(happy), "mtime_ns"] == stat.st_mtime_ns + 10**9
-    assert third.loc[str(happy), "predicted_label"] == "Happy"
-    assert third.loc[str(neutral), "scored_at"] == first.loc[str(neutral), "scored_at"]
-    assert "1 rows of removed videos dropped" in capsys.readouterr().out
-    assert len(extracted) == 3
+    assert described[-1] == ["2024/a.avi"]
+    third = _latest(output)
+    assert sorted(third.index) == ["2024/05/b.mp4", "2024/a.avi"]
+    assert third.loc["2024/a.avi", "mtime_ns"] == stat.st_mtime_ns + 10**9
+    assert third.loc["2024/05/b.mp4", "scored_at"] == first.loc["2024/05/b.mp4", "scored_at"]
+    assert "1 removed" in capsys.readouterr().out
+
+    history = pd.read_parquet(output / "scores")  # every run's rows, none rewritten
+    assert sorted(history.groupby("key").size().items()) == [("2024/05/b.mp4", 1), ("2024/a.avi", 2),
+                                                              ("broken.mkv", 2)]
+    assert history["run"].nunique() == 3  # the unchanged night scored nothing and added no rows
+    runs = sorted((output / "scores").iterdir())
+    assert len(runs) == 4 and all((r / "_manifest.json").exists() for r in runs)
+    assert not (output / "_lock.json").exists()
+
+
+def test_the_same_archive_under_another_mount_is_recognised(model: Path, tmp_path: Path,
+                                                            described: list[list[str]]) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    _archive(archive)
+    (archive / "broken.mkv").unlink()
+    assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output)]) == 0
+    moved = tmp_path / "mnt" / "videos"
+    moved.parent.mkdir()
+    shutil.copytree(archive, moved, copy_function=shutil.copy2)  # same sizes and modification times
+    assert score.run(["--model", str(model), "--input", str(moved), "--output", str(output)]) == 0
+    assert len(described) == 1
+
+
+def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "scores"
+    holder = run_lock.acquire(str(output), "the-first-run")  # held by this (live) process
+    started = time.perf_counter()
+    assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
+    assert time.perf_counter() - started < 10  # no waiting, no describing
+    err = capsys.readouterr().err
+    assert "another run (the-first-run" in err and "Traceback" not in err
+    holder.release()
 
 
 def _edited_model(model: Path, folder: Path, **changes: object) -> Path:
