@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -193,3 +197,42 @@ def test_a_missing_or_empty_archive_is_a_usage_error(model: Path, tmp_path: Path
         assert score.run(["--model", str(model), "--input", str(missing), "--output", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "no videos under" in err
+
+
+def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
+        model: Path, tmp_path: Path, described: list[list[str]], caplog: pytest.LogCaptureFixture) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    archive.mkdir()
+    for i in range(12):
+        shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
+    job = subprocess.Popen([sys.executable, "-m", "jobs.score", *argv, "--flush-clips", "1"],
+                           cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while len(list(output.glob("scores/run=*/_staged/part-*.parquet"))) < 2:
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job wrote no staged rows in time"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGKILL)
+    finally:
+        job.kill()
+        job.wait()
+    assert job.returncode == -signal.SIGKILL
+    killed_run = next(output.glob("scores/run=*"))
+    finished = set(pd.read_parquet(killed_run / "_staged")["key"])
+    assert 2 <= len(finished) < 12 and (output / "_lock.json").exists()
+    assert not (killed_run / "_manifest.json").exists() and not (output / "latest").exists()
+
+    caplog.set_level(logging.INFO)
+    assert score.run(argv) == 0
+    assert described == [sorted({f"{i:02d}.avi" for i in range(12)} - finished)]  # nothing described twice
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"reused {len(finished)} clips they had finished" in m for m in messages)
+    assert any("taking over the lock" in m and "is gone" in m for m in messages)
+    latest = _latest(output)  # one row per video: nothing lost, nothing twice
+    assert len(latest) == 12 and (latest.status == "ok").all()
+    assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
+    assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
+    assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
