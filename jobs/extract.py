@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=("afew", "vgaf", "folder"), required=True)
     parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
     parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
-    parser.add_argument("--output", type=Path, help="output folder (default: out/<dataset>_<featurizer>)")
+    parser.add_argument("--output", help="output folder or bucket prefix, e.g. s3://bucket/features "
+                                         "(default: out/<dataset>_<featurizer>)")
     parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
     sampling = parser.add_mutually_exclusive_group()
@@ -82,7 +83,7 @@ def run(argv: list[str] | None = None) -> int:
     if not refs:
         print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
-    output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
+    output = args.output or str(Path("out") / f"{args.dataset}_{config.featurizer}")
     provenance = config.provenance(weights_sha)
     if not config.spec.emotion_tuned:
         log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "

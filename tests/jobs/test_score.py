@@ -9,9 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -236,3 +238,60 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
     assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
     assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
     assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
+
+
+def _upload(bucket: str, key: str, source: Path | bytes) -> None:
+    body = source if isinstance(source, bytes) else source.read_bytes()
+    boto3.client("s3").put_object(Bucket=bucket.removeprefix("s3://"), Key=key, Body=body)
+
+
+def _keys(bucket: str, prefix: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket.removeprefix("s3://"), Prefix=prefix)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, bucket: str, tmp_path: Path,
+                                                           described: list[list[str]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _upload(bucket, "archive/videos/2024/a.avi", HAPPY)
+    _upload(bucket, "archive/videos/b.avi", NEUTRAL)
+    _upload(bucket, "archive/videos/broken.mp4", b"not a video")
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(worker_tmp))  # where the workers stream the videos to
+    argv = ["--model", str(model), "--input", f"{bucket}/archive/videos", "--output", f"{bucket}/nightly"]
+
+    assert score.run(argv) == 1
+    latest = pd.read_parquet(f"{bucket}/nightly/latest").set_index("key")  # pandas reads the bucket directly
+    assert sorted(latest.index) == ["2024/a.avi", "b.avi", "broken.mp4"]
+    assert latest.loc["2024/a.avi", "path"] == f"{bucket}/archive/videos/2024/a.avi"
+    assert latest.loc["2024/a.avi", "predicted_label"] == "Happy" and latest.loc["b.avi", "predicted_label"] == "Neutral"
+    assert latest.loc["b.avi", "size_bytes"] == NEUTRAL.stat().st_size
+    assert "cannot open as a video" in latest.loc["broken.mp4", "error"]
+    assert list(worker_tmp.iterdir()) == []  # every downloaded video deleted after its clip
+    objects = _keys(bucket, "nightly/")
+    assert "nightly/_lock.json" not in objects and any(k.endswith("/_manifest.json") for k in objects)
+
+    # Only the broken video is tried again, until --max-attempts (3) gives up on it.
+    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
+    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
+    assert score.run(argv) == 0 and len(described) == 3  # given up after three attempts
+    assert pd.read_parquet(f"{bucket}/nightly/latest").set_index("key").loc["broken.mp4", "status"] == \
+        "failed_permanently"
+
+
+def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
+    root = tmp_path / "afew"
+    target = root / "Train_AFEW" / "Happy" / HAPPY.name
+    target.parent.mkdir(parents=True)
+    shutil.copy(HAPPY, target)
+    argv = ["--dataset", "afew", "--data-root", str(root), "--frame-step", "10", "--output", f"{bucket}/features"]
+    assert extract.run(argv) == 0
+    first = _keys(bucket, "features")
+    assert extract.run(argv) == 0  # a second run replaces the table, it does not add to it
+    table = pd.read_parquet(f"{bucket}/features")
+    assert table.clip_id.tolist() == [HAPPY.stem] and table.status.tolist() == ["ok"]
+    assert len(table.descriptor.iloc[0]) > 0
+    keys = _keys(bucket, "features")
+    assert "features/_summary.json" in keys and len(keys) == len(first) == 2
+    assert not any(".incomplete-" in k for k in keys) and set(keys) != set(first)
