@@ -178,7 +178,10 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Nam
     manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
                 "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": counts.__dict__,
                 "listed": len(listing)}
+    started = time.perf_counter()
     store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
+    log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
+             len(plan.removed), time.perf_counter() - started)
     failures = settled[settled["status"].isin([ERROR, "failed_permanently"])] if len(settled) else settled
     return counts, failures
 

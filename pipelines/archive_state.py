@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 OK, FACELESS, ERROR, FAILED_PERMANENTLY = "ok", "faceless", "error", "failed_permanently"
 FINAL_STATUSES = frozenset({OK, FACELESS})
@@ -68,43 +70,74 @@ def plan_run(listing: pd.DataFrame, index: pd.DataFrame, staged: pd.DataFrame, m
              max_attempts: int) -> RunPlan:
     """Decide the run: ``listing`` is the archive now (LISTING_COLUMNS), ``index`` the latest view's
     INDEX_COLUMNS, ``staged`` the finished rows of interrupted runs (any columns including INDEX_COLUMNS
-    and ``scored_at``)."""
-    current = listing.loc[:, list(LISTING_COLUMNS)].drop_duplicates("key")
-    reused_keys: set[str] = set()
+    and ``scored_at``).
+
+    Vectorised (one hash lookup of every listed key in the index): archives run to millions of videos.
+    """
+    current = _unique_keys(listing.loc[:, list(LISTING_COLUMNS)], keep="first")
     reused = staged.iloc[0:0]
+    rest = current
     if len(staged):
-        newest = staged.sort_values("scored_at", kind="stable").drop_duplicates("key", keep="last")
-        here = newest.merge(current[["key", "size_bytes", "mtime_ns"]], on="key", suffixes=("", "_now"))
-        same = (_equal(here["size_bytes"], here["size_bytes_now"]) & _equal(here["mtime_ns"], here["mtime_ns_now"])
-                & (here["model_sha256"] == model_sha256))
-        reused = here.loc[same.to_numpy(), list(staged.columns)].reset_index(drop=True)
-        reused_keys = set(reused["key"])
-    rest = current[~current["key"].isin(reused_keys)]
-    before = index.loc[:, list(INDEX_COLUMNS)].drop_duplicates("key", keep="last")
-    joined = rest.merge(before, on="key", how="left", suffixes=("", "_before"))
-    known = joined["status"].notna().to_numpy()
-    same_model = known & (joined["model_sha256"] == model_sha256).to_numpy()
-    same_file = (_equal(joined["size_bytes"], joined["size_bytes_before"])
-                 & _equal(joined["mtime_ns"], joined["mtime_ns_before"])).to_numpy()
-    attempts = joined["attempts"].fillna(0).astype("int64").to_numpy()
-    status = joined["status"].fillna("").to_numpy()
+        newest = _unique_keys(staged.sort_values("scored_at", kind="stable"), keep="last")
+        now = _lookup(current, newest["key"])
+        here = now >= 0
+        same = here & _same_file(newest, current, now) & (newest["model_sha256"] == model_sha256).to_numpy()
+        reused = newest.loc[same].reset_index(drop=True)
+        rest = current.loc[_lookup(reused, current["key"]) < 0].reset_index(drop=True)
+    before = _unique_keys(index.loc[:, list(INDEX_COLUMNS)], keep="last")
+    at = _lookup(before, rest["key"])
+    known = at >= 0
+    found = before.iloc[np.where(known, at, 0)] if len(before) else None
+    if found is None:
+        same_model = same_file = np.zeros(len(rest), dtype=bool)
+        attempts = np.zeros(len(rest), dtype="int64")
+        status = np.full(len(rest), "", dtype=object)
+    else:
+        same_model = known & (found["model_sha256"] == model_sha256).to_numpy()
+        same_file = known & _same_file(rest, before, at)
+        attempts = found["attempts"].fillna(0).to_numpy(dtype="int64")
+        status = found["status"].fillna("").to_numpy(dtype=object)
     unchanged = same_model & same_file
     final = unchanged & np.isin(status, list(FINAL_STATUSES))
     given_up = unchanged & ((status == FAILED_PERMANENTLY) | ((status == ERROR) & (attempts >= max_attempts)))
     retried = unchanged & (status == ERROR) & ~given_up
     work = ~(final | given_up)
-    reasons = np.select([~known, ~same_model, ~same_file, retried], [NEW, OTHER_MODEL, CHANGED, RETRIED], RETRIED)
-    to_score = joined.loc[work, list(LISTING_COLUMNS)].reset_index(drop=True)
+    reasons = np.select([~known, ~same_model, ~same_file], [NEW, OTHER_MODEL, CHANGED], RETRIED)
+    to_score = rest.loc[work].reset_index(drop=True)
     to_score["prior_attempts"] = np.where(retried, attempts, 0)[work]
     to_score["reason"] = reasons[work]
-    listed = set(current["key"])
-    removed = sorted(k for k in before["key"] if k not in listed)
-    return RunPlan(to_score, reused, int(final.sum()), int(given_up.sum()), removed)
+    removed = before.loc[_lookup(current, before["key"]) < 0, "key"]
+    return RunPlan(to_score, reused, int(final.sum()), int(given_up.sum()), sorted(removed.tolist()))
 
 
-def _equal(a: pd.Series, b: pd.Series) -> pd.Series:
-    """Element-wise equality where a missing value on either side is never equal."""
-    return (a.notna() & b.notna() & (a.astype("float64") == b.astype("float64"))).astype(bool)
+def _keys(values: pd.Series) -> pa.Array:
+    # Hashed in Arrow's C++ kernels: pandas' own hashing of a million strings takes seconds.
+    return pa.array(values, type=pa.large_string()) if len(values) else pa.array([], type=pa.large_string())
+
+
+def _unique_keys(frame: pd.DataFrame, keep: str) -> pd.DataFrame:
+    """``frame`` with one row per key; the usual case (already unique) costs one hash pass and no copy."""
+    if pc.count_distinct(_keys(frame["key"])).as_py() == len(frame):
+        return frame
+    return frame.drop_duplicates("key", keep=keep).reset_index(drop=True)  # type: ignore[arg-type]
+
+
+def _lookup(table: pd.DataFrame, keys: pd.Series) -> np.ndarray:
+    """Row position in ``table`` (unique keys) of each of ``keys``, -1 where absent."""
+    positions = pc.index_in(_keys(keys), value_set=_keys(table["key"]))
+    return positions.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _same_file(rows: pd.DataFrame, other: pd.DataFrame, at: np.ndarray) -> np.ndarray:
+    """Whether each row's size and mtime equal those of ``other`` at positions ``at`` (-1: never)."""
+    result = at >= 0
+    if not len(other):
+        return np.zeros(len(rows), dtype=bool)
+    for column in ("size_bytes", "mtime_ns"):
+        mine = pd.array(rows[column], dtype="Int64")
+        theirs = pd.array(other[column], dtype="Int64")[np.where(result, at, 0)]
+        result = result & np.asarray((mine == theirs).fillna(False), dtype=bool)
+    return result
 
 
 def settle_rows(rows: pd.DataFrame, planned: pd.DataFrame, max_attempts: int) -> pd.DataFrame:
