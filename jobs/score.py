@@ -144,6 +144,9 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Nam
                   beam_args: list[str]) -> tuple[RunCounts, pd.DataFrame]:
     """Plan from the small index, describe and score what needs it, fold the rows into the state."""
     store = ScoreStore(args.output)
+    if storage.exists(storage.join(args.output, "scores.parquet")):
+        log.warning("%s is the single table of an older version; it is not read (every video is scored "
+                    "again into latest/) and can be deleted", storage.join(args.output, "scores.parquet"))
     started = time.perf_counter()
     index = store.read_index()
     unfinished = store.unfinished_runs()
