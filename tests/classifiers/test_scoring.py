@@ -44,14 +44,18 @@ def _clip(clip_id: str, descriptor: list[float], status: str = "ok", has_face: b
             "n_frames": 5, "n_face_frames": 5 * has_face, "n_faces": 5 * has_face, "featurizer": "f"}
 
 
-def test_a_scores_row_matches_the_batch_prediction_of_the_same_descriptor() -> None:
+def test_scores_rows_match_the_batch_prediction_the_driver_made_before() -> None:
     model = _tiny_model()
-    row = score_row(_clip("2024/a.avi", [0.0, 0.0, 5.0]), model, CLASSES, model_sha256=SHA, run_id="r1",
-                    scored_at=NOW)
-    labels, scores = predict_clips(model, CLASSES, np.array([[0.0, 0.0, 5.0]]), np.array([True]))
-    assert (row["key"], row["clip_id"], row["path"]) == ("2024/a.avi", "2024/a.avi", "s3://b/in/2024/a.avi")
-    assert row["predicted_label"] == labels[0] == "Happy"
-    assert row["score_Happy"] == scores["Happy"][0] and "score_Disgust" not in row
+    X = np.array([[0.0, 0.0, 5.0], [2.0, 0.1, 0.0], [0.3, 0.0, 0.2]], dtype=np.float32)
+    labels, scores = predict_clips(model, CLASSES, X, np.array([True, True, True]))
+    rows = [score_row(_clip(f"2024/{i}.avi", list(x)), model, CLASSES, model_sha256=SHA, run_id="r1",
+                      scored_at=NOW) for i, x in enumerate(X)]
+    assert [r["predicted_label"] for r in rows] == labels.tolist() == ["Happy", "Angry", "Angry"]
+    for name in ("Angry", "Fear", "Happy"):
+        np.testing.assert_allclose([r[f"score_{name}"] for r in rows], scores[name], rtol=1e-12)
+    row = rows[0]
+    assert (row["key"], row["clip_id"], row["path"]) == ("2024/0.avi", "2024/0.avi", "s3://b/in/2024/0.avi")
+    assert "score_Disgust" not in row  # never seen in training: no score column
     assert row["scored_at"] == NOW.floor("us") and row["size_bytes"] is None and row["attempts"] is None
 
 

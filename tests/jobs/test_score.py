@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from videos import SAMPLES
-from classifiers.scoring import SCORING_KEY
+from classifiers.descriptors import load_descriptors
+from classifiers.model_io import load_model
+from classifiers.scoring import SCORING_KEY, predict_clips
 from jobs import extract, score, train
 from pipelines import run_lock
 from pipelines.schema import read_provenance
@@ -129,6 +132,26 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
     runs = sorted((output / "scores").iterdir())
     assert len(runs) == 4 and all((r / "_manifest.json").exists() for r in runs)
     assert not (output / "_lock.json").exists()
+
+
+def test_scores_made_on_the_workers_equal_a_batch_prediction_on_the_extracted_table(model: Path,
+                                                                                      tmp_path: Path) -> None:
+    """What the job predicted on the driver before (extract, load the table, predict) is what it writes now."""
+    archive, output, features = tmp_path / "archive", tmp_path / "scores", tmp_path / "features"
+    _archive(archive)
+    (archive / "broken.mkv").unlink()
+    assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output)]) == 0
+    assert extract.run(["--dataset", "folder", "--data-root", str(archive), "--frame-step", "10",
+                        "--output", str(features)]) == 0
+    descriptors, trained = load_descriptors(features), load_model(model)
+    usable = (descriptors.status == "ok") & descriptors.has_face
+    labels, scores = predict_clips(trained.pipeline, trained.provenance.classes, descriptors.X, usable)
+    latest = _latest(output)
+    latest.index = [Path(k).stem for k in latest.index]  # the folder table's clip ids are file stems
+    latest = latest.loc[list(descriptors.clip_ids)]
+    assert latest["predicted_label"].tolist() == labels.tolist()
+    for name, values in scores.items():
+        np.testing.assert_allclose(latest[f"score_{name}"].to_numpy(), values, rtol=1e-6)
 
 
 def test_the_same_archive_under_another_mount_is_recognised(model: Path, tmp_path: Path,
