@@ -106,7 +106,12 @@ def plan_run(listing: pd.DataFrame, index: pd.DataFrame, staged: pd.DataFrame, m
     to_score = rest.loc[work].reset_index(drop=True)
     to_score["prior_attempts"] = np.where(retried, attempts, 0)[work]
     to_score["reason"] = reasons[work]
-    removed = before.loc[_lookup(current, before["key"]) < 0, "key"]
+    listed = np.zeros(len(before), dtype=bool)  # from the lookups already made: no second pass over a million keys
+    listed[at[known]] = True
+    if len(reused):
+        again = _lookup(before, reused["key"])
+        listed[again[again >= 0]] = True
+    removed = before.loc[~listed, "key"]
     return RunPlan(to_score, reused, int(final.sum()), int(given_up.sum()), sorted(removed.tolist()))
 
 

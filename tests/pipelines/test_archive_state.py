@@ -98,6 +98,7 @@ def test_rows_finished_by_an_interrupted_run_are_reused_while_their_file_is_unch
     assert plan.reused.set_index("key").loc["failed_once.avi", "predicted_label"] == "Fear"
     assert "changed_size.avi" in set(plan.to_score["key"]) and "sub/new.avi" not in set(plan.to_score["key"])
     assert len(plan.to_score) + len(plan.reused) + plan.skipped + plan.permanently_failed == len(_archive())
+    assert plan.removed == ["deleted.avi"]  # reused videos are listed, not removed
 
 
 def _worker_rows(*rows: tuple[str, str]) -> pd.DataFrame:
