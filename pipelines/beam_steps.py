@@ -118,7 +118,12 @@ class WriteShardsFn(beam.DoFn):
         while not stop.wait(min(1.0, self._flush_seconds / 4)):
             with lock:
                 if self._buffer and time.monotonic() - self._oldest >= self._flush_seconds:
-                    self._flush()
+                    batch = list(self._buffer)
+                    try:
+                        self._flush()
+                    except Exception as exc:  # noqa: BLE001 - a thread cannot fail the bundle; the next flush retries
+                        self._buffer = batch
+                        log.warning("timed flush of %d rows failed (%s); they stay buffered", len(batch), exc)
 
     def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
