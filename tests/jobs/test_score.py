@@ -167,13 +167,15 @@ def test_the_same_archive_under_another_mount_is_recognised(model: Path, tmp_pat
     assert len(described) == 1
 
 
-def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: Path, described: list[list[str]],
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     output = tmp_path / "scores"
     holder = run_lock.acquire(str(output), "the-first-run")  # held by this (live) process
-    started = time.perf_counter()
+    listed: list[str] = []
+    monkeypatch.setattr(score.storage, "list_files", lambda root, *a: listed.append(root) or [])
     assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
-    assert time.perf_counter() - started < 10  # no waiting, no describing
+    assert listed == [] and described == [] and not (output / "scores").exists()  # refused before any work
     err = capsys.readouterr().err
     assert "another run (the-first-run" in err and "Traceback" not in err
     holder.release()
