@@ -25,7 +25,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +39,8 @@ from featurizers.errors import EmotiwError
 from featurizers.registry import resolve_weights_path
 from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
 from pipelines import storage
-from pipelines.archive_state import ERROR, RunCounts, count_run, missing_keys, plan_run, settle_rows
+from pipelines.archive_state import (ERROR, FAILED_STATUSES, RunCounts, count_run, missing_keys, plan_run,
+                                     settle_rows)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import VIDEO_EXTENSIONS
 from pipelines.model_settings import extraction_config_for_model
@@ -179,13 +180,13 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Nam
         if len(plan.reused) or len(fresh) else fresh
     counts = count_run(plan, settled)
     manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
-                "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": counts.__dict__,
+                "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": asdict(counts),
                 "listed": len(listing)}
     started = time.perf_counter()
     store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
     log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
              len(plan.removed), time.perf_counter() - started)
-    failures = settled[settled["status"].isin([ERROR, "failed_permanently"])] if len(settled) else settled
+    failures = settled[settled["status"].isin(list(FAILED_STATUSES))] if len(settled) else settled
     return counts, failures
 
 
