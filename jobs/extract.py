@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=("afew", "vgaf", "folder"), required=True)
     parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
     parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
-    parser.add_argument("--output", type=Path, help="output folder (default: out/<dataset>_<featurizer>)")
+    parser.add_argument("--output", help="output folder or bucket prefix, e.g. s3://bucket/features "
+                                         "(default: out/<dataset>_<featurizer>)")
     parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
     sampling = parser.add_mutually_exclusive_group()
@@ -76,7 +77,7 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(args)
-        output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
+        output = args.output or str(Path("out") / f"{args.dataset}_{config.featurizer}")
         check_output_folder(output, replaced_whole=True)
         if args.frames_output is not None:
             check_output_folder(args.frames_output, "--frames-output", replaced_whole=True)

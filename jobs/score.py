@@ -1,62 +1,76 @@
-"""Score every video of a folder with a trained model, incrementally, into one Parquet table.
+"""Score every video of an archive with a trained model, night after night, into append-only Parquet.
 
     python -m jobs.score --model models/afew_b0 --input /archive/videos --output scores/
+    python -m jobs.score --model models/afew_b0 --input s3://bucket/videos --output s3://bucket/scores
 
-Videos are found recursively by extension and described with exactly the extraction settings
-the model was trained on (featurizer, aggregation, detector, frame sampling, from its
-``model.json``). ``<output>/scores.parquet`` gets one row per video now in the folder: its
-absolute path (as listed, symlinks not resolved), size, modification time, status, predicted
-label and per-class scores (null for faceless and failed videos). Made for a nightly schedule:
-a video whose path, size and modification time match a row scored by the same model is not
-described again; new, changed and previously failed videos are; rows of videos no longer
-present are dropped. The table is replaced in one rename, so a reader never sees it
-half-written.
+Videos are found recursively by extension, on a local disk or in a bucket (``s3://``,
+``gs://``), and described with exactly the extraction settings the model was trained on
+(from its ``model.json``); the classifier scores each clip on the Beam workers. A video is
+known by its path relative to ``--input`` and is unchanged while its size and modification
+time are: unchanged videos are skipped, new, changed and failed ones scored, a video that
+failed ``--max-attempts`` times on the same file is given up (``failed_permanently``). Each
+run adds its own files under ``<output>/scores/run=<UTC time>/`` and updates the latest view
+``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video). Finished clips are
+written while the run goes on; a run that was killed is resumed by the next one, which reuses
+what it finished. One run at a time: a second one exits 3 at once.
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
-Exit codes: 0 all scored, 1 some videos failed (their rows say why), 2 usage errors.
+Exit codes: 0 nothing failed, 1 this run saw a failure (the rows say why), 2 usage error,
+3 another run holds the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from classifiers.descriptors import check_same_identity, load_descriptors, warn_if_runtimes_differ
+from classifiers.descriptors import check_same_identity, warn_if_runtimes_differ
 from classifiers.model_io import MODEL_FILE, TrainedModel, load_model
-from classifiers.scoring import (SCORES_FILE, ArchiveVideo, ScoringPlan, extraction_config_for_model,
-                                 merge_scores, plan_scoring, predict_clips, read_scores, scored_rows,
-                                 scores_metadata, scores_schema, stat_videos, write_scores)
+from classifiers.scoring import scores_metadata, scores_schema, scores_table
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
 from featurizers.registry import resolve_weights_path
 from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
                             parse_job_args, pipeline_options)
+from pipelines import storage
+from pipelines.archive_state import (ERROR, FAILED_STATUSES, RunCounts, count_run, missing_keys, plan_run,
+                                     settle_rows)
 from pipelines.config import ExtractionConfig
-from pipelines.datasets import list_folder
-from pipelines.extraction_run import run_extraction
+from pipelines.datasets import VIDEO_EXTENSIONS
+from pipelines.model_settings import extraction_config_for_model
 from pipelines.records import ClipRef
+from pipelines.run_lock import DEFAULT_LOCK_TIMEOUT_S, LockHeld, acquire
+from pipelines.score_store import ScoreStore, new_run_id
+from pipelines.scoring_steps import FLUSH_ROWS, FLUSH_SECONDS, run_scoring_pipeline
 
 log = logging.getLogger("jobs.score")
 
-CLIP_COLUMNS = ["clip_id", "status", "error", "has_face", "n_frames", "n_face_frames", "n_faces"]
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="model folder written by jobs.train")
-    parser.add_argument("--input", required=True, type=Path,
-                        help="folder of videos (searched recursively), or one video")
-    parser.add_argument("--output", required=True, type=Path, help=f"folder for {SCORES_FILE} (kept between runs)")
+    parser.add_argument("--input", required=True,
+                        help="folder or bucket prefix of videos (searched recursively), or one video")
+    parser.add_argument("--output", required=True, help="folder or bucket prefix of the scores (kept between runs)")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or "
                                           "$EMOTIW_WEIGHTS_DIR); must be the file the model was trained with")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="failed attempts on the same file before it is marked failed_permanently")
+    parser.add_argument("--lock-timeout-hours", type=float, default=DEFAULT_LOCK_TIMEOUT_S / 3600,
+                        help="a lock older than this is taken as left by a dead run (set above the longest run)")
+    parser.add_argument("--flush-clips", type=int, default=FLUSH_ROWS,
+                        help="scored clips are written to storage at least every this many clips per worker ...")
+    parser.add_argument("--flush-seconds", type=float, default=FLUSH_SECONDS,
+                        help="... or every this many seconds: what a killed run can lose")
     add_featurizer_runtime_arguments(parser)
     return parser
 
@@ -69,92 +83,139 @@ class ScoringSetup:
     model_sha256: str
     config: ExtractionConfig
     provenance: dict[str, Any]
-    videos: list[ArchiveVideo]
 
 
 def prepare(args: argparse.Namespace) -> ScoringSetup:
-    """Load the model, rebuild its extraction settings and list the archive; raises on usage errors."""
+    """Load the model and rebuild its extraction settings; raises on usage errors."""
     check_output_folder(args.output)
+    for flag, value in (("--max-attempts", args.max_attempts), ("--flush-clips", args.flush_clips),
+                        ("--flush-seconds", args.flush_seconds)):
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
                                          face_batch_size=args.batch_size, backend=args.backend,
-                                         segment_frames=args.segment_frames)
+                                         segment_frames=args.segment_frames, clip_timeout_s=args.clip_timeout)
     provenance = config.provenance(checkpoint_sha256(resolve_weights_path(config.spec, config.weights)))
     check_same_identity(model.provenance.identity(), provenance,
                         expected_what=f"model {args.model}", found_what="the featurizer available for scoring",
                         hint="pass --weights with the file the model was trained with, or retrain the model")
     warn_if_runtimes_differ(model.provenance.descriptor_provenance, provenance, trained_what=f"model {args.model}",
                             found_what="this scoring run")
-    root = args.input.absolute()  # absolute paths key the table, whatever directory cron starts in
-    refs = list_folder(root)
-    if not refs:
-        raise ValueError(f"no videos under {root} (extensions .avi, .mp4, .mkv, ...); "
-                         f"{args.output / SCORES_FILE} left unchanged")
-    args.output.mkdir(parents=True, exist_ok=True)
-    return ScoringSetup(model, checkpoint_sha256(Path(args.model) / MODEL_FILE), config, provenance,
-                        stat_videos([(r.path, r.clip_id) for r in refs]))
+    return ScoringSetup(model, checkpoint_sha256(Path(args.model) / MODEL_FILE), config, provenance)
 
 
-def describe_and_predict(setup: ScoringSetup, videos: list[ArchiveVideo], output: Path,
-                         beam_args: list[str]) -> pd.DataFrame:
-    """Extract descriptors of ``videos`` into a scratch folder inside ``output`` and score them."""
-    scratch = Path(tempfile.mkdtemp(prefix=".scoring-", dir=output))
-    try:
-        table = scratch / "descriptors"
-        refs = [ClipRef(v.clip_id, v.path, "folder") for v in videos]
-        run_extraction(refs, setup.config, setup.provenance, table, pipeline_options(beam_args))
-        descriptors = load_descriptors(table)
-        clips = pd.read_parquet(table, columns=CLIP_COLUMNS).set_index("clip_id").loc[descriptors.clip_ids]
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    prov = setup.model.provenance
-    usable = (descriptors.status == "ok") & descriptors.has_face
-    labels, scores = predict_clips(setup.model.pipeline, prov.classes, descriptors.X, usable)
-    return scored_rows(videos, clips.reset_index(), labels, scores, model_sha256=setup.model_sha256,
-                       featurizer=prov.featurizer, scored_at=pd.Timestamp.now(tz="UTC"))
+def list_archive(args: argparse.Namespace) -> pd.DataFrame:
+    """The archive now: key (path relative to --input), url, size_bytes, mtime_ns; raises on usage errors."""
+    started = time.perf_counter()
+    files = storage.list_files(args.input, VIDEO_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no videos under {args.input} (extensions .avi, .mp4, .mkv, ...); "
+                         f"{args.output} left unchanged")
+    log.info("listed %d videos under %s in %.1f s", len(files), args.input, time.perf_counter() - started)
+    return pd.DataFrame({"key": [f.key for f in files], "url": [f.url for f in files],
+                         "size_bytes": [f.size_bytes for f in files], "mtime_ns": [f.mtime_ns for f in files]})
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Score the folder and replace the scores table; returns the process exit code."""
+    """Score what changed in the archive; returns the process exit code."""
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     try:
         setup = prepare(args)
     except (EmotiwError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    scores_file = args.output / SCORES_FILE
-    previous = read_scores(scores_file)
-    if previous.problem:
-        log.warning("%s; scoring every video again", previous.problem)
-    plan = plan_scoring(setup.videos, previous.table, setup.model_sha256)
-    log_plan(plan)
+        return EXIT_USAGE
+    run_id = new_run_id()
+    try:  # before listing: a second run refuses at once, however long a bucket takes to list
+        lock = acquire(args.output, run_id, args.lock_timeout_hours * 3600)
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    try:
+        try:
+            listing = list_archive(args)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        counts, failures = score_archive(setup, listing, args, run_id, beam_args)
+    finally:
+        lock.release()
+    print(f"{len(listing)} videos: {counts.line()} -> {storage.join(args.output, 'latest')} (run {run_id})")
+    for _, row in failures.iterrows():
+        print(f"  {row['status']}: {row['key']}: {row['error']}", file=sys.stderr)
+    return EXIT_FAILURES if counts.failed else EXIT_OK
+
+
+def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Namespace, run_id: str,
+                  beam_args: list[str]) -> tuple[RunCounts, pd.DataFrame]:
+    """Plan from the small index, describe and score what needs it, fold the rows into the state."""
+    store = ScoreStore(args.output)
+    if storage.exists(storage.join(args.output, "scores.parquet")):
+        log.warning("%s is the single table of an older version; it is not read (every video is scored "
+                    "again into latest/) and can be deleted", storage.join(args.output, "scores.parquet"))
+    started = time.perf_counter()
+    index = store.read_index()
+    unfinished = store.unfinished_runs()
+    staged = store.read_staged(unfinished, args.max_attempts)
+    plan = plan_run(listing, index, staged, setup.model_sha256, args.max_attempts)
+    log.info("planned from an index of %d videos in %.1f s", len(index), time.perf_counter() - started)
+    if unfinished:
+        log.info("run(s) %s did not finish; reused %d clips they had finished", ", ".join(unfinished),
+                 len(plan.reused))
+    counts_by_reason = plan.reason_counts()
+    if counts_by_reason:
+        log.info("to score: %s", ", ".join(f"{n} {why}" for why, n in counts_by_reason.items()))
+    if plan.removed:
+        log.info("%d videos scored before are no longer listed; dropped from the latest view", len(plan.removed))
+    schema = scores_schema(score_classes(setup.model), scores_metadata(setup.provenance, model_info(setup, args)))
+    fresh = plan.to_score.iloc[0:0]
+    if len(plan.to_score):
+        store.start_run(run_id, plan.to_score)
+        refs = [ClipRef(key, url, "folder") for key, url in zip(plan.to_score["key"], plan.to_score["url"])]
+        run_scoring_pipeline(refs, setup.config, setup.provenance, str(Path(args.model).absolute()),
+                             setup.model_sha256, run_id, store.staged_dir(run_id), schema,
+                             pipeline_options(beam_args), args.flush_clips, args.flush_seconds)
+        rows = store.read_rows(store.staged_dir(run_id))
+        lost = missing_keys(plan.to_score, rows)
+        if lost:
+            log.error("%d videos came back without a row; recorded as errors", len(lost))
+            rows = pd.concat([rows, lost_rows(plan.to_score, lost, setup, run_id)], ignore_index=True)
+        fresh = settle_rows(rows, plan.to_score, args.max_attempts)
+    settled = pd.concat([f for f in (plan.reused, fresh) if len(f)], ignore_index=True) \
+        if len(plan.reused) or len(fresh) else fresh
+    counts = count_run(plan, settled)
+    manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
+                "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": asdict(counts),
+                "listed": len(listing)}
+    started = time.perf_counter()
+    store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
+    log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
+             len(plan.removed), time.perf_counter() - started)
+    failures = settled[settled["status"].isin(list(FAILED_STATUSES))] if len(settled) else settled
+    return counts, failures
+
+
+def score_classes(model: TrainedModel) -> list[str]:
+    return [model.provenance.classes[int(i)] for i in model.pipeline.classes_]
+
+
+def model_info(setup: ScoringSetup, args: argparse.Namespace) -> dict[str, Any]:
     prov = setup.model.provenance
-    score_classes = [prov.classes[int(i)] for i in setup.model.pipeline.classes_]
-    fresh = pd.DataFrame()
-    if plan.to_score:
-        fresh = describe_and_predict(setup, plan.to_score, args.output, beam_args)
-    model_info = {"model": str(args.model), "model_sha256": setup.model_sha256, "classifier": prov.classifier,
-                  "classes": prov.classes, "score_classes": score_classes, "dataset": prov.dataset,
-                  # SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores
-                  "score_kind": "decision_function" if hasattr(setup.model.pipeline, "decision_function")
-                  else "probability"}
-    schema = scores_schema(score_classes, scores_metadata(setup.provenance, model_info))
-    write_scores(merge_scores(plan.kept, fresh, schema), scores_file)
-    failed = fresh[fresh["status"] == "error"] if len(fresh) else fresh
-    print(f"{len(setup.videos)} videos: {len(plan.kept)} already scored (skipped), {len(fresh)} scored now, "
-          f"{len(failed)} failed; {plan.dropped} rows of removed videos dropped -> {scores_file}")
-    for _, row in failed.iterrows():
-        print(f"  failed: {row['path']}: {row['error']}", file=sys.stderr)
-    return 1 if len(failed) else 0
+    return {"model": str(args.model), "model_sha256": setup.model_sha256, "classifier": prov.classifier,
+            "classes": prov.classes, "score_classes": score_classes(setup.model), "dataset": prov.dataset,
+            # SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores
+            "score_kind": "decision_function" if hasattr(setup.model.pipeline, "decision_function")
+            else "probability"}
 
 
-def log_plan(plan: ScoringPlan) -> None:
-    """Say why videos are scored again, so a nightly log explains an unexpectedly long run."""
-    counts = plan.reason_counts()
-    if counts:
-        log.info("to score: %s", ", ".join(f"{n} {why}" for why, n in sorted(counts.items())))
-    if plan.dropped:
-        log.info("%d videos scored before are no longer in the folder; their rows are dropped", plan.dropped)
+def lost_rows(planned: pd.DataFrame, keys: list[str], setup: ScoringSetup, run_id: str) -> pd.DataFrame:
+    """Error rows for videos the runner returned nothing for: recorded, never silently lost."""
+    urls = planned.set_index("key")["url"]
+    now = pd.Timestamp.now(tz="UTC").floor("us")
+    return pd.DataFrame([{"key": k, "path": urls[k], "clip_id": k, "status": ERROR, "has_face": False,
+                          "error": "no result came back from the runner", "n_frames": 0, "n_face_frames": 0,
+                          "n_faces": 0, "scored_at": now, "model_sha256": setup.model_sha256,
+                          "featurizer": setup.config.featurizer, "run_id": run_id} for k in keys])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Beam plumbing of the extraction job: thin DoFns over ClipExtractor and the Parquet writer.
 
 The graph is a single chain ending in a step that writes its own files: Beam's Dask runner
-computes only the last step of a graph, and Beam's file sinks branch inside, so they would
-silently write nothing there.
+computes only the last step of a graph (and what it depends on), and Beam's file sinks branch
+inside, so they would silently write nothing there.
 """
 
 from __future__ import annotations
@@ -10,21 +10,24 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.utils import shared
 
 from featurizers.decode import probe_video
+from pipelines import storage
 from pipelines.clip_extractor import ClipExtractor, clip_result
 from pipelines.config import ExtractionConfig
 from pipelines.face_rows import FaceRowWriter
 from pipelines.output import write_shard
 from pipelines.records import ClipRef, ClipResult
-from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_segments, segment_ranges
 from pipelines.schema import descriptor_table_schema, frame_table_schema
+from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_segments, segment_ranges
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class PlanSegmentsFn(beam.DoFn):
 
     Only the container's header is read here (frame count and rate). A clip whose header
     cannot be read goes on as one segment, so the describing step records the error as usual.
+    A video in object storage is not split: each segment would download the whole file.
     """
 
     def __init__(self, config: ExtractionConfig) -> None:
@@ -45,7 +49,7 @@ class PlanSegmentsFn(beam.DoFn):
 
     def process(self, ref: ClipRef) -> Iterator[SegmentTask]:
         segment_frames = self._config.segment_frames
-        if segment_frames <= 0 or ref.problem is not None:
+        if segment_frames <= 0 or ref.problem is not None or storage.is_remote(ref.path):
             yield SegmentTask(ref)
             return
         try:
@@ -77,67 +81,27 @@ def log_clip_done(result: ClipResult, total_clips: int, n_segments: int) -> None
     )
 
 
-class ClipRowBuffer:
-    """Clip rows on their way to Parquet shards in the staging folder.
-
-    Written every ``max_rows`` rows, at the end of a bundle, and before a row could wait more
-    than ``max_seconds``: a row is written early when the next clip, taking as long as the
-    last, would pass that age. Finished clips thus reach storage while a long run goes on.
-    """
-
-    def __init__(self, clips_dir: str, schema: pa.Schema, max_rows: int = FLUSH_EVERY_ROWS,
-                 max_seconds: float = FLUSH_EVERY_S) -> None:
-        self._clips_dir = clips_dir
-        self._schema = schema
-        self._max_rows = max_rows
-        self._max_seconds = max_seconds
-        self._rows: list[dict] = []
-        self._oldest = self._last_add = time.monotonic()
-
-    def add(self, row: dict) -> None:
-        now = time.monotonic()
-        interval, self._last_add = now - self._last_add, now
-        if not self._rows:
-            self._oldest = now
-        self._rows.append(row)
-        if len(self._rows) >= self._max_rows or now - self._oldest + interval >= self._max_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        rows, self._rows = self._rows, []
-        if rows:
-            write_shard(rows, self._clips_dir, self._schema)
-
-
 class DescribeSegmentsFn(beam.DoFn):
     """Describe segments; the models load once per worker process.
 
-    A whole clip's row is written from here as soon as it is done, so short clips reach
-    storage as they finish, without waiting for the grouping of split clips (a batch runner's
-    grouping waits for all of its input). The parts of split clips go on, keyed by clip, to be
-    merged. Face rows are written as the segment streams (see face_rows.py).
+    A whole clip leaves as its ClipResult; the parts of a split clip leave as ``(clip_id,
+    SegmentResult)`` to be grouped and merged. Face rows are written as the segment streams
+    (see face_rows.py), not carried downstream.
     """
 
-    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, faces_dir: str | None,
-                 total_clips: int) -> None:
+    def __init__(self, config: ExtractionConfig, faces_dir: str | None, total_clips: int) -> None:
         self._config = config
-        self._provenance = provenance
-        self._clips_dir = clips_dir
         self._faces_dir = faces_dir
         self._total = total_clips
         self._shared = shared.Shared()
         self._extractor: ClipExtractor | None = None
-        self._rows: ClipRowBuffer | None = None
 
     def setup(self) -> None:
         # Shared: every DoFn instance of this process reuses one loaded model.
         self._extractor = self._shared.acquire(lambda: _Holder(ClipExtractor(self._config))).extractor
 
-    def start_bundle(self) -> None:
-        self._rows = ClipRowBuffer(self._clips_dir, descriptor_table_schema(self._config.layout, self._provenance))
-
-    def process(self, task: SegmentTask) -> Iterator[tuple[str, SegmentResult]]:
-        assert self._extractor is not None and self._rows is not None, "setup() and start_bundle() come first"
+    def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
+        assert self._extractor is not None, "setup() loads the models before process()"
         writer = None
         if self._faces_dir is not None:
             schema = frame_table_schema(self._config.spec.head_outputs)
@@ -148,16 +112,12 @@ class DescribeSegmentsFn(beam.DoFn):
         if task.count == 1:
             clip = clip_result(task.clip, merge_segments([result], self._config.layout), self._config.spec.name)
             log_clip_done(clip, self._total, 1)
-            self._rows.add(clip.row)
+            yield clip
             return
         log.info("clip %s, %s: %s, %d frames, %.1f frames/s", task.clip.clip_id, task.describe(),
                  "failed" if result.error else "done", result.accumulator.n_frames,
                  result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0)
         yield task.clip.clip_id, result
-
-    def finish_bundle(self) -> None:
-        assert self._rows is not None
-        self._rows.flush()
 
 
 class MergeSegmentsFn(beam.DoFn):
@@ -183,30 +143,104 @@ class _Holder:
         self.extractor = extractor
 
 
-class WriteShardsFn(beam.DoFn):
-    """Write the rows of merged (split) clips as Parquet shards.
+class OnClipResultsFn(beam.DoFn):
+    """Apply a per-clip DoFn (a classifier scoring each row) to ClipResults; pass anything else on.
 
-    Nothing is emitted downstream: the Dask runner drops what ``finish_bundle`` emits, and the
-    job reads the shards back from the staging folder anyway.
+    Lets the post-processing run in the same fused step as the description of whole clips,
+    while the parts of split clips travel on untouched to be merged.
     """
 
-    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str) -> None:
+    def __init__(self, inner: beam.DoFn) -> None:
+        self._inner = inner
+
+    def setup(self) -> None:
+        self._inner.setup()
+
+    def start_bundle(self) -> None:
+        self._inner.start_bundle()
+
+    def process(self, element: Any) -> Iterator[Any]:
+        if isinstance(element, ClipResult):
+            yield from self._inner.process(element)
+        else:
+            yield element
+
+    def finish_bundle(self) -> None:
+        self._inner.finish_bundle()
+
+    def teardown(self) -> None:
+        self._inner.teardown()
+
+
+class WriteShardsFn(beam.DoFn):
+    """Write clip rows as Parquet shards in the staging folder; pass anything else on.
+
+    Rows are written every ``flush_rows`` rows, at the end of the bundle, and, when
+    ``flush_seconds`` is set, by a timer once the oldest buffered row has waited that long (a
+    slow next clip does not hold finished ones back): what is written survives a kill.
+    ``schema`` replaces the descriptor table's schema when a post-processing step changed the
+    rows. Nothing is emitted from ``finish_bundle``: the Dask runner drops it, and the job reads
+    the shards back from the staging folder anyway.
+    """
+
+    def __init__(self, config: ExtractionConfig, provenance: dict, clips_dir: str, schema: pa.Schema | None = None,
+                 flush_rows: int = FLUSH_EVERY_ROWS, flush_seconds: float | None = FLUSH_EVERY_S) -> None:
         self._config = config
         self._provenance = provenance
         self._clips_dir = clips_dir
-        self._rows: ClipRowBuffer | None = None
+        self._schema = schema
+        self._flush_rows = flush_rows
+        self._flush_seconds = flush_seconds
+        self._buffer: list[dict] = []
+        self._oldest = 0.0
+        self._lock: threading.Lock | None = None
+        self._stop: threading.Event | None = None
 
     def start_bundle(self) -> None:
-        self._rows = ClipRowBuffer(self._clips_dir, descriptor_table_schema(self._config.layout, self._provenance))
+        self._buffer = []
+        self._lock = threading.Lock()  # made here: locks and events do not pickle
+        if self._flush_seconds is not None:
+            self._stop = threading.Event()
+            threading.Thread(target=self._flush_when_old, args=(self._stop,), daemon=True,
+                             name="flush-shards").start()
 
-    def process(self, result: ClipResult) -> Iterator[str]:
-        assert self._rows is not None
-        self._rows.add(result.row)
-        return iter(())
+    def process(self, element: Any) -> Iterator[Any]:
+        if not isinstance(element, ClipResult):
+            yield element  # a part of a split clip, on its way to be merged
+            return
+        assert self._lock is not None
+        with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append(element.row)
+            if len(self._buffer) >= self._flush_rows:
+                self._flush()
 
     def finish_bundle(self) -> None:
-        assert self._rows is not None
-        self._rows.flush()
+        if self._stop is not None:
+            self._stop.set()
+        assert self._lock is not None
+        with self._lock:
+            self._flush()
+
+    def _flush_when_old(self, stop: threading.Event) -> None:
+        assert self._flush_seconds is not None and self._lock is not None
+        lock = self._lock
+        while not stop.wait(min(1.0, self._flush_seconds / 4)):
+            with lock:
+                if self._buffer and time.monotonic() - self._oldest >= self._flush_seconds:
+                    batch = list(self._buffer)
+                    try:
+                        self._flush()
+                    except Exception as exc:  # noqa: BLE001 - a thread cannot fail the bundle; the next flush retries
+                        self._buffer = batch
+                        log.warning("timed flush of %d rows failed (%s); they stay buffered", len(batch), exc)
+
+    def _flush(self) -> None:
+        rows, self._buffer = self._buffer, []
+        if rows:
+            schema = self._schema or descriptor_table_schema(self._config.layout, self._provenance)
+            write_shard(rows, self._clips_dir, schema)
 
 
 def describe_and_write(
@@ -216,20 +250,38 @@ def describe_and_write(
     total_clips: int,
     clips_dir: str,
     faces_dir: str | None,
+    post_process: beam.DoFn | None = None,
+    schema: pa.Schema | None = None,
+    flush_rows: int = FLUSH_EVERY_ROWS,
+    flush_seconds: float | None = FLUSH_EVERY_S,
 ) -> beam.PCollection:
-    """The chain after the listed clips: plan segments, describe them, merge split clips, write.
+    """The chain after the listed clips: plan segments, describe them, write whole clips, merge split ones, write.
 
     Segments are redistributed on their own, so the parts of one long clip run on different
-    workers and meet again in one group. The graph stays one chain whose last step writes:
-    Beam's Dask runner computes only the last step of a graph (and what it depends on).
+    workers and meet again in one group. Whole clips are (post-processed and) written in the
+    step fused with their description, so they reach storage as they finish: a batch runner's
+    grouping waits for all of its input, and only split clips wait for it. ``post_process``
+    maps each finished ClipResult to another (a classifier turning the descriptor into scores
+    on the workers); ``schema`` is then the rows' schema. The graph stays one chain.
     """
-    return (
+    def write() -> beam.ParDo:
+        return beam.ParDo(WriteShardsFn(config, provenance, clips_dir, schema, flush_rows, flush_seconds))
+
+    described = (
         clips
         | "RedistributeClips" >> beam.Reshuffle()
         | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(config))
         | "RedistributeSegments" >> beam.Reshuffle()
-        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, provenance, clips_dir, faces_dir, total_clips))
+        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, total_clips))
+    )
+    if post_process is not None:
+        described = described | "PostProcessWholeClips" >> beam.ParDo(OnClipResultsFn(post_process))
+    merged = (
+        described
+        | "WriteWholeClipRows" >> write()
         | "GroupSegmentsByClip" >> beam.GroupByKey()
         | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, total_clips))
-        | "WriteSplitClipRows" >> beam.ParDo(WriteShardsFn(config, provenance, clips_dir))
     )
+    if post_process is not None:
+        merged = merged | "PostProcessSplitClips" >> beam.ParDo(post_process)
+    return merged | "WriteSplitClipRows" >> write()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decode import FrameChunk, iter_frame_chunks
+from featurizers.decode import FrameChunk
 from featurizers.detect import FaceDetector, FrameFaces
 from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from featurizers.faces import align_face, crop_face
@@ -22,6 +22,7 @@ from pipelines.aggregate import ClipAccumulator
 from pipelines.config import ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
 from pipelines.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
+from pipelines.video_source import video_chunks
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 30.0
@@ -139,7 +140,7 @@ class ClipExtractor:
         if error is None:
             try:
                 last_report = started
-                for chunk in iter_frame_chunks(ref.path, self.config.sampling, task.frame_range):
+                for chunk in video_chunks(ref.path, self.config.sampling, task.frame_range):
                     fps = chunk.native_fps
                     n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))

@@ -2,6 +2,9 @@
 
 A run writes into ``<output>.incomplete-<id>/``; only when every clip has its row is that
 folder renamed to ``<output>``, so an interrupted run never leaves a table that looks whole.
+``<output>`` may be an object-store URL (``s3://bucket/prefix``): the shards are then written
+to ``<output>.incomplete-<id>/`` in the bucket, and publishing copies them under ``<output>``
+(object stores have no rename: a reader may see a mix while the copy runs, never a half file).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipelines import storage
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +63,44 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], objec
 
 def write_shard(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], schema: pa.Schema,
                 name: str | None = None) -> str:
-    """Write one Parquet shard, uniquely named unless ``name`` is given; returns its path.
+    """Write one Parquet shard (a local folder or a bucket prefix); returns its path.
 
-    A given name makes the write idempotent: a retried bundle replaces its earlier shard.
+    Uniquely named unless ``name`` is given: a given name makes the write idempotent, so a
+    retried bundle replaces its earlier shard.
     """
     table = rows_to_table(rows, schema)
-    path = Path(folder) / f"part-{name or uuid.uuid4().hex}.parquet"
-    return str(write_atomically(path, lambda tmp: pq.write_table(table, tmp)))
+    target = storage.join(folder, f"part-{name or uuid.uuid4().hex}.parquet")
+    if storage.is_remote(target):  # one PUT: the object appears whole or not at all
+        fs, path = storage.filesystem(target)
+        pq.write_table(table, path, filesystem=fs)
+        return target
+    return str(write_atomically(target, lambda tmp: pq.write_table(table, tmp)))
 
 
-def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:
-    return sorted(Path(folder).glob("part-*.parquet"))
+def shard_paths(folder: str | os.PathLike[str]) -> list[str]:
+    return storage.glob_files(str(folder), "part-*.parquet")
+
+
+def _read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    if storage.is_remote(path):
+        fs, key = storage.filesystem(path)
+        return pq.read_table(key, columns=list(columns) if columns else None, filesystem=fs)
+    return pq.read_table(path, columns=list(columns) if columns else None)
+
+
+def _write_table(table: pa.Table, path: str) -> None:
+    if storage.is_remote(path):
+        fs, key = storage.filesystem(path)
+        pq.write_table(table, key, filesystem=fs)
+    else:
+        pq.write_table(table, path)
 
 
 def read_columns(folder: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, list[Any]]:
     """Some columns of every shard, in one pass over the shards."""
     values: dict[str, list[Any]] = {column: [] for column in columns}
     for path in shard_paths(folder):
-        table = pq.read_table(path, columns=list(columns))
+        table = _read_shard(path, columns)
         for column in columns:
             values[column] += table.column(column).to_pylist()
     return values
@@ -85,14 +110,16 @@ def read_column(folder: str | os.PathLike[str], column: str) -> list[Any]:
     return read_columns(folder, [column])[column]
 
 
-def staging_dir(output: str | os.PathLike[str]) -> Path:
+def staging_dir(output: str | os.PathLike[str]) -> str:
+    if storage.is_remote(output):  # prefixes need no creating
+        return f"{str(output).rstrip('/')}.incomplete-{uuid.uuid4().hex[:8]}"
     target = Path(output)
     staging = target.with_name(f"{target.name}.incomplete-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
-    return staging
+    return str(staging)
 
 
-def deduplicate_shards(folder: Path, schema: pa.Schema, key: str = "clip_id") -> int:
+def deduplicate_shards(folder: str | os.PathLike[str], schema: pa.Schema, key: str = "clip_id") -> int:
     """Drop rows repeated by a runner's retried bundles; returns how many were dropped."""
     ids = read_column(folder, key)
     if len(ids) == len(set(ids)):
@@ -100,20 +127,23 @@ def deduplicate_shards(folder: Path, schema: pa.Schema, key: str = "clip_id") ->
     seen: set[Any] = set()
     kept = []
     for path in shard_paths(folder):
-        table = pq.read_table(path)
+        table = _read_shard(path)
         mask = []
         for value in table.column(key).to_pylist():
             mask.append(value not in seen)
             seen.add(value)
         kept.append(table.filter(pa.array(mask)))
-        path.unlink()
-    pq.write_table(pa.concat_tables(kept).cast(schema), folder / f"part-{uuid.uuid4().hex}.parquet")
+        storage.remove(path)
+    _write_table(pa.concat_tables(kept).cast(schema), storage.join(folder, f"part-{uuid.uuid4().hex}.parquet"))
     return len(ids) - len(seen)
 
 
-def publish(staging: Path, output: str | os.PathLike[str], summary: dict[str, Any] | None = None) -> Path:
-    """Atomically replace ``output`` by the finished staging folder."""
-    target = Path(output)
+def publish(staging: str | os.PathLike[str], output: str | os.PathLike[str],
+            summary: dict[str, Any] | None = None) -> str:
+    """Atomically replace ``output`` by the finished staging folder (on a bucket: see the module doc)."""
+    if storage.is_remote(output):
+        return _publish_remote(str(staging), str(output), summary)
+    staging, target = Path(staging), Path(output)
     if summary is not None:
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
     if target.exists():
@@ -125,7 +155,27 @@ def publish(staging: Path, output: str | os.PathLike[str], summary: dict[str, An
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, target)
-    return target
+    return str(target)
+
+
+def _publish_remote(staging: str, output: str, summary: dict[str, Any] | None) -> str:
+    """Copy the staged objects under ``output`` (server side), drop what the last run left, clean up."""
+    fs, target = storage.filesystem(output)
+    _, source = storage.filesystem(staging)
+    target, source = target.rstrip("/"), source.rstrip("/")
+    if summary is not None:
+        storage.write_bytes(storage.join(staging, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True).encode())
+    fs.invalidate_cache()
+    old = set(fs.find(target)) if fs.exists(target) else set()
+    new = set()
+    for path in fs.find(source):
+        destination = f"{target}/{path[len(source) + 1:]}"
+        fs.copy(path, destination)
+        new.add(destination)
+    for path in sorted(old - new):
+        fs.rm_file(path)
+    fs.rm(source, recursive=True)
+    return output
 
 
 def status_counts(statuses: Iterable[str]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the test suite: a real photograph and the loaded offline featurizer."""
+"""Fixtures shared by the test suite: a real photograph, the loaded offline featurizer, an S3 server."""
 
 from __future__ import annotations
 
@@ -43,3 +43,40 @@ def lite0_embedder(lite0_spec):
 
     model = load_network(lite0_spec)
     return FaceEmbedder(lite0_spec, model, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's) on 127.0.0.1; clients find it through AWS_ENDPOINT_URL."""
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A new empty bucket on the test server, as an ``s3://`` URL."""
+    import uuid
+
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"

@@ -116,7 +116,7 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
                 raise decode.VideoDecodeError(f"{path}: corrupt packet at frame {chunk.frame_indices[0]}")
             yield chunk
 
-    monkeypatch.setattr("pipelines.clip_extractor.iter_frame_chunks", failing_midway)
+    monkeypatch.setattr("pipelines.video_source.iter_frame_chunks", failing_midway)
     out = tmp_path / "out"
     code = extract.run(["--dataset", "afew", "--data-root", str(bad_inputs), "--output", str(out),
                         "--batch-size", "4"])

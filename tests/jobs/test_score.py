@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+import boto3
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from videos import SAMPLES
-from classifiers.scoring import SCORING_KEY
+from classifiers.descriptors import load_descriptors
+from classifiers.model_io import load_model
+from classifiers.scoring import SCORING_KEY, predict_clips
 from jobs import extract, score, train
-from pipelines.extraction_run import run_extraction
+from pipelines import run_lock
 from pipelines.schema import read_provenance
+from pipelines.scoring_steps import run_scoring_pipeline
 
 pytestmark = pytest.mark.slow
 HAPPY = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -38,70 +49,136 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def extracted(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The paths each run of the job sent to extraction, one list per call."""
+def described(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The keys each run of the job sent to the Beam pipeline, one sorted list per call."""
     calls: list[list[str]] = []
 
     def spy(refs, *args, **kwargs):
-        calls.append(sorted(r.path for r in refs))
-        return run_extraction(refs, *args, **kwargs)
+        calls.append(sorted(r.clip_id for r in refs))
+        return run_scoring_pipeline(refs, *args, **kwargs)
 
-    monkeypatch.setattr(score, "run_extraction", spy)
+    monkeypatch.setattr(score, "run_scoring_pipeline", spy)
     return calls
 
 
-def _scores(output: Path) -> pd.DataFrame:
-    return pd.read_parquet(output / "scores.parquet").set_index("path")
+def _latest(output: Path) -> pd.DataFrame:
+    latest = pd.read_parquet(output / "latest")
+    assert latest.key.is_unique
+    return latest.set_index("key")
 
 
-def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_path: Path,
-                                                             extracted: list[list[str]],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    archive, output = tmp_path / "archive", tmp_path / "scores"
-    happy, neutral, broken = archive / "2024" / "a.avi", archive / "2024" / "05" / "b.mp4", archive / "broken.mkv"
+def _archive(root: Path) -> tuple[Path, Path, Path]:
+    happy, neutral, broken = root / "2024" / "a.avi", root / "2024" / "05" / "b.mp4", root / "broken.mkv"
     neutral.parent.mkdir(parents=True)
     shutil.copy(HAPPY, happy)
     shutil.copy(NEUTRAL, neutral)
     broken.write_bytes(b"not a video")
-    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
+    return happy, neutral, broken
+
+
+def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_path: Path,
+                                                             described: list[list[str]],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    happy, neutral, broken = _archive(archive)
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output), "--max-attempts", "2"]
 
     assert score.run(argv) == 1  # the broken file failed
-    first = _scores(output)
-    assert sorted(first.index) == sorted(map(str, (happy, neutral, broken)))
-    assert first.loc[str(happy), "predicted_label"] == "Happy"  # the clips it was trained on
-    assert first.loc[str(neutral), "predicted_label"] == "Neutral"
+    first = _latest(output)
+    assert sorted(first.index) == ["2024/05/b.mp4", "2024/a.avi", "broken.mkv"]  # relative to --input
+    assert first.loc["2024/a.avi", "path"] == str(happy)
+    assert first.loc["2024/a.avi", "predicted_label"] == "Happy"  # the clips it was trained on
+    assert first.loc["2024/05/b.mp4", "predicted_label"] == "Neutral"
     assert [c for c in first.columns if c.startswith("score_")] == ["score_Happy", "score_Neutral"]
-    assert first.loc[str(happy), "score_Happy"] > first.loc[str(happy), "score_Neutral"]
-    assert (first.loc[str(broken), "status"], first.loc[str(broken), "has_face"]) == ("error", False)
-    assert pd.isna(first.loc[str(broken), "predicted_label"]) and pd.isna(first.loc[str(broken), "score_Happy"])
-    assert str(broken) in first.loc[str(broken), "error"]
-    assert first.loc[str(happy), "size_bytes"] == happy.stat().st_size
-    assert first.loc[str(happy), "mtime_ns"] == happy.stat().st_mtime_ns
-    assert (first.status == "ok").sum() == 2 and (first.n_face_frames[first.status == "ok"] > 0).all()
-    assert [p.name for p in output.iterdir()] == ["scores.parquet"]  # scratch descriptors cleaned up
-    schema = pq.read_schema(output / "scores.parquet")
+    assert first.loc["2024/a.avi", "score_Happy"] > first.loc["2024/a.avi", "score_Neutral"]
+    assert (first.loc["broken.mkv", "status"], first.loc["broken.mkv", "attempts"]) == ("error", 1)
+    assert pd.isna(first.loc["broken.mkv", "predicted_label"]) and pd.isna(first.loc["broken.mkv", "score_Happy"])
+    assert str(broken) in first.loc["broken.mkv", "error"]
+    assert first.loc["2024/a.avi", "size_bytes"] == happy.stat().st_size
+    assert first.loc["2024/a.avi", "mtime_ns"] == happy.stat().st_mtime_ns
+    assert (first.n_face_frames[first.status == "ok"] > 0).all()
+    assert "3 new, 0 rescored, 0 reused, 0 skipped, 1 failed, 0 permanently failed" in capsys.readouterr().out
+    schema = pq.read_schema(next((output / "latest").glob("part-*.parquet")))
     extraction, scoring = read_provenance(schema), json.loads(schema.metadata[SCORING_KEY])
     assert extraction["frames"]["step"] == 10 and extraction["detector"]["min_face_size"] == 32  # as trained
     assert scoring["score_kind"] == "decision_function" and scoring["model_sha256"] == first.model_sha256.iloc[0]
 
-    assert score.run(argv) == 1  # only the failed video is tried again
-    assert extracted[-1] == [str(broken)]
-    second = _scores(output)
-    assert (second.loc[str(happy), "scored_at"] == first.loc[str(happy), "scored_at"])
-    assert "3 videos: 2 already scored (skipped), 1 scored now, 1 failed" in capsys.readouterr().out
+    assert score.run(argv) == 1  # only the failed video is tried again, and given up on
+    assert described[-1] == ["broken.mkv"]
+    second = _latest(output)
+    assert second.loc["2024/a.avi", "scored_at"] == first.loc["2024/a.avi", "scored_at"]
+    assert (second.loc["broken.mkv", "status"], second.loc["broken.mkv", "attempts"]) == ("failed_permanently", 2)
+    assert "0 new, 1 rescored, 0 reused, 2 skipped, 1 failed, 1 permanently failed" in capsys.readouterr().out
+
+    assert score.run(argv) == 0  # nothing changed: nothing described, and no failure is new
+    assert len(described) == 2
+    assert "0 new, 0 rescored, 0 reused, 2 skipped, 0 failed, 1 permanently failed" in capsys.readouterr().out
 
     stat = happy.stat()
     os.utime(happy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was replaced
     broken.unlink()
     assert score.run(argv) == 0
-    assert extracted[-1] == [str(happy)]
-    third = _scores(output)
-    assert sorted(third.index) == sorted(map(str, (happy, neutral)))
-    assert third.loc[str(happy), "mtime_ns"] == stat.st_mtime_ns + 10**9
-    assert third.loc[str(happy), "predicted_label"] == "Happy"
-    assert third.loc[str(neutral), "scored_at"] == first.loc[str(neutral), "scored_at"]
-    assert "1 rows of removed videos dropped" in capsys.readouterr().out
-    assert len(extracted) == 3
+    assert described[-1] == ["2024/a.avi"]
+    third = _latest(output)
+    assert sorted(third.index) == ["2024/05/b.mp4", "2024/a.avi"]
+    assert third.loc["2024/a.avi", "mtime_ns"] == stat.st_mtime_ns + 10**9
+    assert third.loc["2024/05/b.mp4", "scored_at"] == first.loc["2024/05/b.mp4", "scored_at"]
+    assert "1 removed" in capsys.readouterr().out
+
+    history = pd.read_parquet(output / "scores")  # every run's rows, none rewritten
+    assert sorted(history.groupby("key").size().items()) == [("2024/05/b.mp4", 1), ("2024/a.avi", 2),
+                                                              ("broken.mkv", 2)]
+    assert history["run"].nunique() == 3  # the unchanged night scored nothing and added no rows
+    runs = sorted((output / "scores").iterdir())
+    assert len(runs) == 4 and all((r / "_manifest.json").exists() for r in runs)
+    assert not (output / "_lock.json").exists()
+
+
+def test_scores_made_on_the_workers_equal_a_batch_prediction_on_the_extracted_table(model: Path,
+                                                                                      tmp_path: Path) -> None:
+    """What the job predicted on the driver before (extract, load the table, predict) is what it writes now."""
+    archive, output, features = tmp_path / "archive", tmp_path / "scores", tmp_path / "features"
+    _archive(archive)
+    (archive / "broken.mkv").unlink()
+    assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output)]) == 0
+    assert extract.run(["--dataset", "folder", "--data-root", str(archive), "--frame-step", "10",
+                        "--output", str(features)]) == 0
+    descriptors, trained = load_descriptors(features), load_model(model)
+    usable = (descriptors.status == "ok") & descriptors.has_face
+    labels, scores = predict_clips(trained.pipeline, trained.provenance.classes, descriptors.X, usable)
+    latest = _latest(output)
+    latest.index = [Path(k).stem for k in latest.index]  # the folder table's clip ids are file stems
+    latest = latest.loc[list(descriptors.clip_ids)]
+    assert latest["predicted_label"].tolist() == labels.tolist()
+    for name, values in scores.items():
+        np.testing.assert_allclose(latest[f"score_{name}"].to_numpy(), values, rtol=1e-6)
+
+
+def test_the_same_archive_under_another_mount_is_recognised(model: Path, tmp_path: Path,
+                                                            described: list[list[str]]) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    _archive(archive)
+    (archive / "broken.mkv").unlink()
+    assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output)]) == 0
+    moved = tmp_path / "mnt" / "videos"
+    moved.parent.mkdir()
+    shutil.copytree(archive, moved, copy_function=shutil.copy2)  # same sizes and modification times
+    assert score.run(["--model", str(model), "--input", str(moved), "--output", str(output)]) == 0
+    assert len(described) == 1
+
+
+def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: Path, described: list[list[str]],
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    output = tmp_path / "scores"
+    holder = run_lock.acquire(str(output), "the-first-run")  # held by this (live) process
+    listed: list[str] = []
+    monkeypatch.setattr(score.storage, "list_files", lambda root, *a: listed.append(root) or [])
+    assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
+    assert listed == [] and described == [] and not (output / "scores").exists()  # refused before any work
+    err = capsys.readouterr().err
+    assert "another run (the-first-run" in err and "Traceback" not in err
+    holder.release()
 
 
 def _edited_model(model: Path, folder: Path, **changes: object) -> Path:
@@ -138,7 +215,7 @@ def test_a_model_trained_on_descriptors_of_other_library_versions_is_used_with_a
     edited = _edited_model(model, tmp_path / "model", descriptor_provenance=older)
     with caplog.at_level("WARNING"):
         code = score.run(["--model", str(edited), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")])
-    assert code == 0 and len(_scores(tmp_path / "s")) == 1
+    assert code == 0 and len(_latest(tmp_path / "s")) == 1
     assert f"pillow 11.0.0 -> {described['libraries']['pillow']}" in caplog.text
 
 
@@ -159,3 +236,99 @@ def test_a_missing_or_empty_archive_is_a_usage_error(model: Path, tmp_path: Path
         assert score.run(["--model", str(model), "--input", str(missing), "--output", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "no videos under" in err
+
+
+def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
+        model: Path, tmp_path: Path, described: list[list[str]], caplog: pytest.LogCaptureFixture) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    archive.mkdir()
+    for i in range(12):
+        shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
+    job = subprocess.Popen([sys.executable, "-m", "jobs.score", *argv, "--flush-clips", "1"],
+                           cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while len(list(output.glob("scores/run=*/_staged/part-*.parquet"))) < 2:
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job wrote no staged rows in time"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGKILL)
+    finally:
+        job.kill()
+        job.wait()
+    assert job.returncode == -signal.SIGKILL
+    killed_run = next(output.glob("scores/run=*"))
+    finished = set(pd.read_parquet(killed_run / "_staged")["key"])
+    assert 2 <= len(finished) < 12 and (output / "_lock.json").exists()
+    assert not (killed_run / "_manifest.json").exists() and not (output / "latest").exists()
+
+    caplog.set_level(logging.INFO)
+    assert score.run(argv) == 0
+    assert described == [sorted({f"{i:02d}.avi" for i in range(12)} - finished)]  # nothing described twice
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"reused {len(finished)} clips they had finished" in m for m in messages)
+    assert any("taking over the lock" in m and "is gone" in m for m in messages)
+    latest = _latest(output)  # one row per video: nothing lost, nothing twice
+    assert len(latest) == 12 and (latest.status == "ok").all()
+    assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
+    assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
+    assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
+
+
+def _upload(bucket: str, key: str, source: Path | bytes) -> None:
+    body = source if isinstance(source, bytes) else source.read_bytes()
+    boto3.client("s3").put_object(Bucket=bucket.removeprefix("s3://"), Key=key, Body=body)
+
+
+def _keys(bucket: str, prefix: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket.removeprefix("s3://"), Prefix=prefix)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, bucket: str, tmp_path: Path,
+                                                           described: list[list[str]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _upload(bucket, "archive/videos/2024/a.avi", HAPPY)
+    _upload(bucket, "archive/videos/b.avi", NEUTRAL)
+    _upload(bucket, "archive/videos/broken.mp4", b"not a video")
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(worker_tmp))  # where the workers stream the videos to
+    argv = ["--model", str(model), "--input", f"{bucket}/archive/videos", "--output", f"{bucket}/nightly"]
+
+    assert score.run(argv) == 1
+    latest = pd.read_parquet(f"{bucket}/nightly/latest").set_index("key")  # pandas reads the bucket directly
+    assert sorted(latest.index) == ["2024/a.avi", "b.avi", "broken.mp4"]
+    assert latest.loc["2024/a.avi", "path"] == f"{bucket}/archive/videos/2024/a.avi"
+    assert latest.loc["2024/a.avi", "predicted_label"] == "Happy" and latest.loc["b.avi", "predicted_label"] == "Neutral"
+    assert latest.loc["b.avi", "size_bytes"] == NEUTRAL.stat().st_size
+    assert "cannot open as a video" in latest.loc["broken.mp4", "error"]
+    assert list(worker_tmp.iterdir()) == []  # every downloaded video deleted after its clip
+    objects = _keys(bucket, "nightly/")
+    assert "nightly/_lock.json" not in objects and any(k.endswith("/_manifest.json") for k in objects)
+
+    # Only the broken video is tried again, until --max-attempts (3) gives up on it.
+    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
+    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
+    assert score.run(argv) == 0 and len(described) == 3  # given up after three attempts
+    assert pd.read_parquet(f"{bucket}/nightly/latest").set_index("key").loc["broken.mp4", "status"] == \
+        "failed_permanently"
+
+
+def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
+    root = tmp_path / "afew"
+    target = root / "Train_AFEW" / "Happy" / HAPPY.name
+    target.parent.mkdir(parents=True)
+    shutil.copy(HAPPY, target)
+    argv = ["--dataset", "afew", "--data-root", str(root), "--frame-step", "10", "--output", f"{bucket}/features"]
+    assert extract.run(argv) == 0
+    first = _keys(bucket, "features")
+    assert extract.run(argv) == 0  # a second run replaces the table, it does not add to it
+    table = pd.read_parquet(f"{bucket}/features")
+    assert table.clip_id.tolist() == [HAPPY.stem] and table.status.tolist() == ["ok"]
+    assert len(table.descriptor.iloc[0]) > 0
+    keys = _keys(bucket, "features")
+    assert "features/_summary.json" in keys and len(keys) == len(first) == 2
+    assert not any(".incomplete-" in k for k in keys) and set(keys) != set(first)

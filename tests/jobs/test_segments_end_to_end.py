@@ -82,7 +82,7 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
             raise decode.VideoDecodeError(f"{path}: corrupt packet at frame 33")
         yield from original(path, sampling, frame_range)
 
-    monkeypatch.setattr("pipelines.clip_extractor.iter_frame_chunks", failing_in_the_third_segment)
+    monkeypatch.setattr("pipelines.video_source.iter_frame_chunks", failing_in_the_third_segment)
     argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
             "--frames-output", str(tmp_path / "faces"), *SPLIT]
     assert extract.run(argv) == 1

@@ -1,0 +1,81 @@
+"""The scoring pipeline: describe each clip and score it with the classifier on the workers.
+
+The driver sends clip references and gets nothing back: each worker loads the model once,
+turns every descriptor row into a scores row right after the clip is described, and writes
+the rows to the run's staging folder at least every ``FLUSH_ROWS`` clips or ``FLUSH_SECONDS``
+seconds, so a killed run loses at most that much and the night's descriptors are never held
+in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.utils import shared
+
+from pipelines.beam_steps import describe_and_write
+from pipelines.config import ExtractionConfig
+from pipelines.records import ClipRef, ClipResult
+
+log = logging.getLogger(__name__)
+
+FLUSH_ROWS = 50
+FLUSH_SECONDS = 60.0
+
+
+class ScoreClipsFn(beam.DoFn):
+    """Descriptor rows to scores rows with a trained model, loaded once per worker process."""
+
+    def __init__(self, model_dir: str, model_sha256: str, run_id: str) -> None:
+        self._model_dir = model_dir
+        self._model_sha256 = model_sha256
+        self._run_id = run_id
+        self._shared = shared.Shared()
+        self._model: Any = None
+
+    def setup(self) -> None:
+        from classifiers.model_io import load_model
+
+        self._model = self._shared.acquire(lambda: _ModelHolder(load_model(Path(self._model_dir)))).model
+
+    def process(self, result: ClipResult) -> Iterator[ClipResult]:
+        from classifiers.scoring import score_row
+
+        row = score_row(result.row, self._model.pipeline, self._model.provenance.classes,
+                        model_sha256=self._model_sha256, run_id=self._run_id,
+                        scored_at=pd.Timestamp.now(tz="UTC"))
+        yield ClipResult(row=row, seconds=result.seconds)
+
+
+class _ModelHolder:
+    """Shared.acquire needs a weak-referenceable object."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+
+def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
+                         model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
+                         options: PipelineOptions, flush_rows: int = FLUSH_ROWS,
+                         flush_seconds: float = FLUSH_SECONDS) -> None:
+    """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``."""
+    runner = str(options.view_as(StandardOptions).runner)
+    log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
+    pipeline = beam.Pipeline(options=options)
+    describe_and_write(pipeline | "ListVideos" >> beam.Create(refs), config, provenance, len(refs), staged_dir,
+                       None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
+                       flush_rows=flush_rows, flush_seconds=flush_seconds)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the Dask runner's client: see run_extraction
+        if client is not None:
+            client.close()
