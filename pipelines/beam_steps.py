@@ -22,7 +22,7 @@ from apache_beam.utils import shared
 from featurizers.decode import probe_video
 from pipelines import storage
 from pipelines.clip_extractor import ClipExtractor, clip_result
-from pipelines.config import ExtractionConfig
+from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S, ExtractionConfig
 from pipelines.face_rows import FaceRowWriter
 from pipelines.output import write_shard
 from pipelines.records import ClipRef, ClipResult
@@ -31,9 +31,6 @@ from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY_ROWS = 50
-FLUSH_EVERY_S = 60.0
-"""Finished clip rows are written at least this often, so a killed run loses little."""
 
 
 class PlanSegmentsFn(beam.DoFn):

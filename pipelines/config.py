@@ -14,6 +14,10 @@ from pipelines.schema import DatasetKind, DescriptorLayout, aggregation_for, cla
 
 PROJECT_NAME = "emotiw-video"
 
+FLUSH_EVERY_ROWS = 50
+FLUSH_EVERY_S = 60.0
+"""Finished clip rows reach storage at least this often (per worker), so a killed run loses little."""
+
 # The libraries whose version can move descriptors (decoding, detection, resizing, alignment, the
 # network and its runtime), by distribution name; the first installed name of each entry counts.
 DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {

@@ -2,7 +2,7 @@
 
 The driver sends clip references and gets nothing back: each worker loads the model once,
 turns every descriptor row into a scores row right after the clip is described, and writes
-the rows to the run's staging folder at least every ``FLUSH_ROWS`` clips or ``FLUSH_SECONDS``
+the rows to the run's staging folder at least every ``FLUSH_EVERY_ROWS`` clips or ``FLUSH_EVERY_S``
 seconds, so a killed run loses at most that much and the night's descriptors are never held
 in one place.
 """
@@ -21,13 +21,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 
 from pipelines.beam_steps import describe_and_write
-from pipelines.config import ExtractionConfig
+from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S, ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
 
 log = logging.getLogger(__name__)
 
-FLUSH_ROWS = 50
-FLUSH_SECONDS = 60.0
 
 
 class ScoreClipsFn(beam.DoFn):
@@ -63,8 +61,8 @@ class _ModelHolder:
 
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
                          model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
-                         options: PipelineOptions, flush_rows: int = FLUSH_ROWS,
-                         flush_seconds: float = FLUSH_SECONDS) -> None:
+                         options: PipelineOptions, flush_rows: int = FLUSH_EVERY_ROWS,
+                         flush_seconds: float = FLUSH_EVERY_S) -> None:
     """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``."""
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)

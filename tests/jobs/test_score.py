@@ -24,7 +24,7 @@ from classifiers.descriptors import load_descriptors
 from classifiers.model_io import load_model
 from classifiers.scoring import SCORING_KEY, predict_clips
 from jobs import extract, score, train
-from pipelines import run_lock
+from pipelines import run_lock, scoring_run
 from pipelines.schema import read_provenance
 from pipelines.scoring_steps import run_scoring_pipeline
 
@@ -57,7 +57,7 @@ def described(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         calls.append(sorted(r.clip_id for r in refs))
         return run_scoring_pipeline(refs, *args, **kwargs)
 
-    monkeypatch.setattr(score, "run_scoring_pipeline", spy)
+    monkeypatch.setattr(scoring_run, "run_scoring_pipeline", spy)
     return calls
 
 
@@ -173,7 +173,7 @@ def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: 
     output = tmp_path / "scores"
     holder = run_lock.acquire(str(output), "the-first-run")  # held by this (live) process
     listed: list[str] = []
-    monkeypatch.setattr(score.storage, "list_files", lambda root, *a: listed.append(root) or [])
+    monkeypatch.setattr(scoring_run.storage, "list_files", lambda root, *a: listed.append(root) or [])
     assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
     assert listed == [] and described == [] and not (output / "scores").exists()  # refused before any work
     err = capsys.readouterr().err
