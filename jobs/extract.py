@@ -18,7 +18,7 @@ from pathlib import Path
 from featurizers.decode import FrameSampling
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.errors import EmotiwError
-from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
+from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, pipeline_options
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
     parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
     parser.add_argument("--output", type=Path, help="output folder (default: out/<dataset>_<featurizer>)")
-    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
+    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, metavar="NAME_OR_FOLDER",
+                        help=f"a registry name ({', '.join(sorted(FEATURIZERS))}) or a folder written by "
+                             "jobs.finetune")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
     sampling = parser.add_mutually_exclusive_group()
     sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
@@ -54,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         detector = replace(detector, min_face_size=args.min_face_size)
     return ExtractionConfig(
         dataset=args.dataset,
-        featurizer=args.featurizer,
+        featurizer=canonical_featurizer(args.featurizer),
         weights=args.weights,
         detector=detector,
         sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
@@ -82,7 +84,7 @@ def run(argv: list[str] | None = None) -> int:
     if not refs:
         print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
-    output = args.output or Path("out") / f"{args.dataset}_{config.featurizer}"
+    output = args.output or Path("out") / f"{args.dataset}_{config.spec.short_name}"
     provenance = config.provenance(weights_sha)
     if not config.spec.emotion_tuned:
         log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decode import FrameChunk, iter_frame_chunks
+from featurizers.decode import FrameChunk, FrameSampling, iter_frame_chunks
 from featurizers.detect import FaceDetector, FrameFaces
 from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from featurizers.faces import align_face, crop_face
@@ -50,6 +51,17 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
             out.boxes.append(faces.boxes[index])
             out.probs.append(float(faces.probs[index]))
     return out
+
+
+def iter_clip_faces(path: str, sampling: FrameSampling, detector: FaceDetector,
+                    align: bool) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
+    """Decode a clip chunk by chunk and give each chunk's usable faces (maybe none).
+
+    The one path from a video to face images, shared by the descriptor extraction and the
+    face export (``jobs.faces``). Raises what decoding raises.
+    """
+    for chunk in iter_frame_chunks(path, sampling):
+        yield chunk, faces_of_chunk(chunk, detector.detect(chunk.frames), align)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
@@ -127,14 +139,13 @@ class ClipExtractor:
         if error is None:
             try:
                 last_report = started
-                for chunk in iter_frame_chunks(ref.path, self.config.sampling):
+                for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self._align):
                     fps = chunk.native_fps
                     accumulator.add_frames(len(chunk.frames))
                     if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
                         last_report = time.perf_counter()
                         log.info("clip %s: %d frames so far, %.1f frames/s", ref.clip_id, accumulator.n_frames,
                                  accumulator.n_frames / (last_report - started))
-                    faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
                         continue
                     features, scores = self.embed_faces(faces.images)
