@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from apache_beam.utils import shared
 from PIL import Image
 
 from pipelines.config import ExtractionConfig
-from pipelines.output import publish, read_columns, shard_paths, staging_dir, write_shard
+from pipelines.output import publish, read_columns, shard_paths, staging_dir, write_atomically
 from pipelines.records import ClipRef
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def manifest_schema() -> pa.Schema:
         pa.field("label", pa.string()),
         pa.field("frame_index", pa.int64()),
         pa.field("face_index", pa.int64()),
-        pa.field("box", pa.list_(pa.float32(), 4)),
+        pa.field("box", pa.list_(pa.float32())),  # x1, y1, x2, y2; null on clip rows
         pa.field("path", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
@@ -60,6 +61,12 @@ def face_file_name(clip_id: str, frame_index: int, face_index: int | None) -> st
 def clip_only_row(ref: ClipRef, status: str, error: str | None) -> dict[str, Any]:
     return {"clip_id": ref.clip_id, "split": ref.split, "label": ref.label, "frame_index": None,
             "face_index": None, "box": None, "path": None, "status": status, "error": error}
+
+
+def write_manifest_shard(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> Path:
+    """One uniquely named Parquet shard of manifest rows, renamed into place when whole."""
+    table = pa.Table.from_pylist(rows, schema=manifest_schema())
+    return write_atomically(Path(folder) / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
 class FaceWriter:
@@ -84,12 +91,12 @@ class FaceWriter:
         rows: list[dict[str, Any]] = []
         folder = self.root / ref.label
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self.align):
                 for image, position, face_index, box in zip(faces.images, faces.frame_positions,
                                                             faces.face_indices, faces.boxes):
                     frame_index = int(chunk.frame_indices[position])
                     name = face_file_name(ref.clip_id, frame_index, face_index if self.align else None)
+                    folder.mkdir(parents=True, exist_ok=True)  # here, so a class with no face gets no folder
                     Image.fromarray(np.ascontiguousarray(image)).save(folder / name, format="PNG", compress_level=1)
                     rows.append({"clip_id": ref.clip_id, "split": ref.split, "label": ref.label,
                                  "frame_index": frame_index, "face_index": int(face_index),
@@ -150,7 +157,7 @@ class WriteManifestShardsFn(beam.DoFn):
 
     def finish_bundle(self) -> None:
         if self._buffer:
-            write_shard(self._buffer, self._shards_dir, manifest_schema())
+            write_manifest_shard(self._buffer, self._shards_dir)
         self._buffer = []
 
 
@@ -204,7 +211,7 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
     lost = [clip_only_row(r, "error", "no result came back from the runner") for r in refs if r.clip_id not in seen]
     if lost:
         log.error("%d clips came back without a row; recorded as errors", len(lost))
-        write_shard(lost, shards, manifest_schema())
+        write_manifest_shard(lost, shards)
     table = pa.concat_tables([pq.read_table(p) for p in shard_paths(shards)]).cast(manifest_schema())
     table = _drop_repeats(table.sort_by([("clip_id", "ascending"), ("frame_index", "ascending"),
                                          ("face_index", "ascending")]))
