@@ -78,6 +78,7 @@ def _clip_map(images: Path) -> dict[str, str] | None:
 def write_learning_curve(result: FinetuneResult, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(figure)
@@ -91,6 +92,7 @@ def write_learning_curve(result: FinetuneResult, path: Path) -> None:
             axis.axvline(switch, color="grey", linestyle=":", label="head -> full")
         axis.axvline(result.best_epoch, color="green", alpha=0.3, label="kept")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(what)
         axis.legend(fontsize=8)
     figure.tight_layout()
