@@ -95,3 +95,17 @@ def test_weights_flag_cannot_swap_a_folder_weights(folder, tmp_path):
 def test_neither_name_nor_folder_says_both(tmp_path):
     with pytest.raises(ValueError, match="effnet_lite0_imagenet.*featurizer.json"):
         get_featurizer_spec(str(tmp_path))
+
+
+def test_pooling_of_the_base_is_kept(tmp_path):
+    """HSEmotion B2 checkpoints pool by max; a folder fine-tuned from one must rebuild that pooling."""
+    torch.manual_seed(1)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=2, global_pool="max").eval()
+    description = FinetunedDescription("tf_efficientnet_lite0", model.global_pool.pool_type, 32, (0.5,) * 3,
+                                       (0.25,) * 3, 1280, ("a", "b"), "enet_b2_8", "1" * 64, "", {})
+    path = save_featurizer_folder(tmp_path / "b2like", model, description)
+    loaded = load_network(get_featurizer_spec(str(path)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert loaded.global_pool.pool_type == "max"
+        assert torch.allclose(loaded(x), model(x), atol=1e-6)
