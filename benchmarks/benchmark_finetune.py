@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=12, help="frames per clip (25 fps)")
     parser.add_argument("--head-epochs", type=int, default=3)
     parser.add_argument("--full-epochs", type=int, default=6)
+    parser.add_argument("--full-lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--save", type=Path, default=ROOT / "benchmarks" / "results" / "finetune.json")
     args = parser.parse_args(argv)
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
     t = time.perf_counter()
     _step("jobs.finetune", finetune.run(["--images", str(work / "faces"), "--base", DEFAULT_FEATURIZER,
                                          "--output", str(work / "ft"), "--head-epochs", str(args.head_epochs),
-                                         "--full-epochs", str(args.full_epochs), "--batch-size", str(args.batch_size)]))
+                                         "--full-epochs", str(args.full_epochs), "--full-lr", str(args.full_lr),
+                                         "--batch-size", str(args.batch_size)]))
     timings["finetune_s"] = time.perf_counter() - t
     results = {}
     for label, featurizer in (("base", DEFAULT_FEATURIZER), ("finetuned", str(work / "ft"))):
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "best_epoch": training["best_epoch"], "best_val_accuracy": training["best_val_accuracy"],
                      "head_images_per_second": training["head_images_per_second"],
                      "full_images_per_second": training["full_images_per_second"],
-                     "head_epochs": args.head_epochs, "full_epochs": args.full_epochs, "batch_size": args.batch_size},
+                     "head_epochs": args.head_epochs, "full_epochs": args.full_epochs, "full_lr": args.full_lr,
+                     "batch_size": args.batch_size},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(),
                     "device": training["device"], "load_average_1min": os.getloadavg()[0]},
