@@ -86,6 +86,10 @@ def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = 
     path = resolve_weights_path(spec, weights)
     if spec.source == "package":
         model = _load_package_lite0(spec, path)
+    elif spec.source == "finetuned":
+        from featurizers.finetuned import load_finetuned_model
+
+        model = load_finetuned_model(path.parent)
     else:
         model = load_hsemotion_model(path)
     features = getattr(model, "num_features", None)

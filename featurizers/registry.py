@@ -25,7 +25,13 @@ HSEMOTION_PUBLISHED_AT = (
 )
 WEIGHTS_DIR_ENV = "EMOTIW_WEIGHTS_DIR"
 
-WeightsSource = Literal["package", "hsemotion"]
+WeightsSource = Literal["package", "hsemotion", "finetuned"]
+
+FINETUNED_CONFIG_FILE = "featurizer.json"
+FINETUNED_WEIGHTS_FILE = "weights.safetensors"
+RESIZE_INTERPOLATION = "bilinear"
+"""How faces are resized to the input size (PIL's antialiased bilinear, see embed.py), for every featurizer."""
+REGRESSED_OUTPUTS = ("Valence", "Arousal")
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,17 @@ class FeaturizerSpec:
 
     @property
     def weights_file_name(self) -> str:
-        return f"{self.name}.pt"
+        return FINETUNED_WEIGHTS_FILE if self.source == "finetuned" else f"{self.name}.pt"
 
     @property
     def emotion_classes(self) -> tuple[str, ...]:
-        """The head outputs that are a softmax over emotions (valence/arousal excluded)."""
-        return tuple(c for c in self.head_outputs if c in HSEMOTION_8_CLASSES)
+        """The head outputs that are a softmax over classes (valence/arousal excluded)."""
+        return tuple(c for c in self.head_outputs if c not in REGRESSED_OUTPUTS)
+
+    @property
+    def short_name(self) -> str:
+        """The registry name, or a fine-tuned folder's own name (for default output paths)."""
+        return Path(self.name).name if self.source == "finetuned" else self.name
 
 
 def _hsemotion(name: str, family: Literal["b0", "b2"], outputs: tuple[str, ...]) -> FeaturizerSpec:
@@ -96,13 +107,25 @@ DEFAULT_FEATURIZER = "effnet_lite0_imagenet"
 
 
 def get_featurizer_spec(name: str) -> FeaturizerSpec:
-    """Look a featurizer up by name, with the known names in the error."""
-    try:
+    """Look a featurizer up by registry name or by the path of a fine-tuned folder.
+
+    The error lists the known names and says what a folder must hold.
+    """
+    if name in FEATURIZERS:
         return FEATURIZERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown featurizer {name!r}; known featurizers: {', '.join(sorted(FEATURIZERS))}"
-        ) from None
+    if (Path(name) / FINETUNED_CONFIG_FILE).is_file():
+        from featurizers.finetuned import spec_from_folder
+
+        return spec_from_folder(name)
+    raise ValueError(
+        f"unknown featurizer {name!r}: neither a registry name ({', '.join(sorted(FEATURIZERS))}) "
+        f"nor a folder holding {FINETUNED_CONFIG_FILE} (written by jobs.finetune)"
+    )
+
+
+def canonical_featurizer(name: str) -> str:
+    """What a job records for ``--featurizer``: the registry name, or a fine-tuned folder's absolute path."""
+    return get_featurizer_spec(name).name
 
 
 def package_weights_path() -> Path:
@@ -118,7 +141,16 @@ def resolve_weights_path(spec: FeaturizerSpec, weights: str | os.PathLike[str] |
     ``weights`` may be a file or a folder holding ``<name>.pt``; without it, the folder in
     ``$EMOTIW_WEIGHTS_DIR`` is searched. The error names every path looked at and where the
     HSEmotion checkpoints are published, since they cannot be downloaded at run time here.
+    A fine-tuned folder holds its own weights; ``weights`` may only name that same file or folder.
     """
+    if spec.source == "finetuned":
+        own = Path(spec.name) / FINETUNED_WEIGHTS_FILE
+        if weights is not None and Path(weights).absolute() not in (own.absolute(), own.parent.absolute()):
+            raise ValueError(f"{spec.name} is a fine-tuned featurizer folder with its own weights; "
+                             f"drop --weights {weights}")
+        if not own.is_file():
+            raise WeightsNotFoundError(f"{spec.name}: {FINETUNED_WEIGHTS_FILE} is missing from the folder")
+        return own
     if spec.source == "package" and weights is None:
         path = package_weights_path()
         if not path.is_file():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
-from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, resolve_weights_path
+from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
                             parse_job_args, pipeline_options)
 from pipelines.config import ExtractionConfig
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="all", choices=("train", "val", "test", "all"))
     parser.add_argument("--output", help="output folder or bucket prefix, e.g. s3://bucket/features "
                                          "(default: out/<dataset>_<featurizer>)")
-    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, choices=sorted(FEATURIZERS))
+    parser.add_argument("--featurizer", default=DEFAULT_FEATURIZER, metavar="NAME_OR_FOLDER",
+                        help=f"a registry name ({', '.join(sorted(FEATURIZERS))}) or a folder written by "
+                             "jobs.finetune")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
     sampling = parser.add_mutually_exclusive_group()
     sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         detector = replace(detector, min_face_size=args.min_face_size)
     return ExtractionConfig(
         dataset=args.dataset,
-        featurizer=args.featurizer,
+        featurizer=canonical_featurizer(args.featurizer),
         weights=args.weights,
         detector=detector,
         sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps, clip_timeout_s=args.clip_timeout),
@@ -77,7 +79,7 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(args)
-        output = args.output or str(Path("out") / f"{args.dataset}_{config.featurizer}")
+        output = args.output or str(Path("out") / f"{args.dataset}_{config.spec.short_name}")
         check_output_folder(output, replaced_whole=True)
         if args.frames_output is not None:
             check_output_folder(args.frames_output, "--frames-output", replaced_whole=True)

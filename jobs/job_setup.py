@@ -36,6 +36,7 @@ def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None =
     naming it), as is any unknown flag for a job without Beam: Beam would drop it with a log
     warning and the job would run with its defaults (``--frame-stpe 5``).
     """
+    parser.allow_abbrev = False  # "--segment-frame 500" is a typo, not --segment-frames
     if not beam:
         return parser.parse_args(argv), []
     args, rest = parser.parse_known_args(argv)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decode import FrameChunk
+from featurizers.decode import FrameChunk, FrameSampling
 from featurizers.detect import FaceDetector, FrameFaces
 from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from featurizers.faces import align_face, crop_face
@@ -55,6 +55,17 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
             out.boxes.append(faces.boxes[index])
             out.probs.append(float(faces.probs[index]))
     return out
+
+
+def iter_clip_faces(path: str, sampling: FrameSampling, detector: FaceDetector, align: bool,
+                    frame_range: tuple[int, int] | None = None) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
+    """Decode a clip (or its frames ``[start, stop)``) chunk by chunk and give each chunk's usable faces.
+
+    The one path from a video to face images, shared by the descriptor extraction and the
+    face export (``jobs.faces``). Raises what decoding raises.
+    """
+    for chunk in video_chunks(path, sampling, frame_range):
+        yield chunk, faces_of_chunk(chunk, detector.detect(chunk.frames), align)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
@@ -140,7 +151,8 @@ class ClipExtractor:
         if error is None:
             try:
                 last_report = started
-                for chunk in video_chunks(ref.path, self.config.sampling, task.frame_range):
+                for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self._align,
+                                                    task.frame_range):
                     fps = chunk.native_fps
                     n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))
@@ -148,7 +160,6 @@ class ClipExtractor:
                         last_report = time.perf_counter()
                         log.info("clip %s: %s%d frames so far, %.1f frames/s", ref.clip_id, where,
                                  accumulator.n_frames, accumulator.n_frames / (last_report - started))
-                    faces = faces_of_chunk(chunk, self.detector.detect(chunk.frames), self._align)
                     if not faces.images:
                         continue
                     features, scores = self.embed_faces(faces.images)

@@ -1,0 +1,90 @@
+"""Export the faces of a labelled dataset's clips as an image folder, for fine-tuning a featurizer.
+
+    python -m jobs.faces --dataset afew --data-root /data/AFEW --split train --output faces/afew_train
+    python -m jobs.finetune --images faces/afew_train --base effnet_lite0_imagenet --output models/ft_afew
+
+The faces are those ``jobs.extract`` would describe with the same flags (decoding, frame
+sampling, detector settings, face choice, crop or alignment). Each is written losslessly to
+``<output>/<Class>/<clip_id>_<frame_index>[_<face_index>].png`` (the face index when every face
+is kept, as for VGAF), and ``<output>/manifest.parquet`` has a row per image (clip_id, split,
+label, frame_index, face_index, box, path) and one per clip that gave none. Use
+``--frame-step`` or ``--target-fps`` to skip near-identical neighbouring frames.
+
+Flags the job does not know go to Beam. Exit codes: 0 every clip done, 1 some clip failed
+(its manifest row says why), 2 the job could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from featurizers.decode import FrameSampling
+from featurizers.errors import EmotiwError
+from featurizers.registry import DEFAULT_FEATURIZER
+from jobs.job_setup import check_output_folder, configure_logging, parse_job_args, pipeline_options
+from pipelines.config import ExtractionConfig
+from pipelines.datasets import SAMPLE_ROOT, list_clips
+
+log = logging.getLogger("jobs.faces")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jobs.faces", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=("afew", "vgaf"), required=True)
+    parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
+    parser.add_argument("--split", default="train", choices=("train", "val", "test", "all"),
+                        help="default train (unlabelled clips, e.g. AFEW's test split, are listed and skipped)")
+    parser.add_argument("--output", required=True, type=Path, help="image folder to write")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
+    sampling.add_argument("--target-fps", type=float, help="use about this many frames per second")
+    parser.add_argument("--face-choice", choices=("confidence", "largest"), default="confidence",
+                        help="one-face-per-frame datasets: most confident box (reference code) or largest")
+    parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
+    parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
+    """The extraction settings whose faces are exported (the featurizer is not used)."""
+    detector = replace(ExtractionConfig.default_detector(args.dataset), face_choice=args.face_choice)
+    if args.min_face_size is not None:
+        detector = replace(detector, min_face_size=args.min_face_size)
+    return ExtractionConfig(dataset=args.dataset, featurizer=DEFAULT_FEATURIZER, detector=detector,
+                            sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
+                            device=args.device)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the export; returns the exit code (1 when any clip failed, 2 on a usage error)."""
+    from pipelines.face_export import run_face_export
+
+    args, beam_args = parse_job_args(build_parser(), argv, beam=True)
+    try:
+        check_output_folder(args.output, replaced_whole=True)
+        config = config_from_args(args)
+        root = args.data_root or SAMPLE_ROOT / args.dataset
+        refs, warnings = list_clips(args.dataset, root, args.split)
+    except (EmotiwError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        log.warning("%s", warning)
+    if not refs:
+        print(f"error: no clips found under {root}", file=sys.stderr)
+        return 2
+    summary = run_face_export(refs, config, args.output, pipeline_options(beam_args))
+    print(f"{summary.line()} -> {args.output}")
+    for clip_id, error in sorted(summary.failures.items()):
+        print(f"  failed: {clip_id}: {error}", file=sys.stderr)
+    return 1 if summary.error else 0
+
+
+if __name__ == "__main__":
+    configure_logging()
+    sys.exit(run())

@@ -1,0 +1,177 @@
+"""Fine-tune a featurizer on a labelled face-image folder into a new featurizer folder.
+
+    python -m jobs.finetune --images faces/afew_train --base effnet_lite0_imagenet --output models/ft_afew
+    python -m jobs.extract --dataset afew --data-root /data/AFEW --featurizer models/ft_afew
+
+``--images`` is an image folder ``<Class>/<image>`` (as ``jobs.faces`` writes it, with its
+``manifest.parquet``, or any ImageFolder-style set such as AffectNet). ``--base`` is a registry
+featurizer (an HSEmotion one with ``--weights``) or an earlier fine-tuned folder. The output
+folder holds ``featurizer.json``, ``weights.safetensors``, ``history.json`` and
+``learning_curve.png``, and works as ``--featurizer`` wherever a registry name does.
+Exit codes: 0 done, 2 usage or data errors (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from featurizers.checkpoints import checkpoint_sha256
+from featurizers.embed import load_network, select_device
+from featurizers.errors import EmotiwError
+from featurizers.face_images import class_weights, list_image_folder, split_by_group
+from featurizers.finetune import FinetuneResult, FinetuneSettings, attach_new_head, finetune
+from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
+from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
+from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
+
+log = logging.getLogger("jobs.finetune")
+HISTORY_FILE = "history.json"
+CURVE_FILE = "learning_curve.png"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = FinetuneSettings()
+    parser = argparse.ArgumentParser(prog="python -m jobs.finetune", description=__doc__.split("\n")[0])
+    parser.add_argument("--images", required=True, type=Path, help="image folder <Class>/<image> (e.g. from jobs.faces)")
+    parser.add_argument("--base", default=DEFAULT_FEATURIZER, metavar="NAME_OR_FOLDER",
+                        help=f"featurizer to start from: {', '.join(sorted(FEATURIZERS))}, or a fine-tuned folder")
+    parser.add_argument("--weights", help="the base's weights file or folder (HSEmotion checkpoints)")
+    parser.add_argument("--output", required=True, type=Path, help="featurizer folder to write")
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument("--val-fraction", type=float, default=0.1,
+                     help="share of the images held out for validation, whole clips at a time (default 0.1)")
+    val.add_argument("--val-images", type=Path, help="a separate validation image folder with the same classes")
+    parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
+    parser.add_argument("--head-lr", type=float, default=defaults.head_lr)
+    parser.add_argument("--full-epochs", type=int, default=defaults.full_epochs)
+    parser.add_argument("--full-lr", type=float, default=defaults.full_lr)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--rho", type=float, default=defaults.rho, help="SAM neighbourhood radius")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--augment", action="store_true", help="flip, small crop and brightness/contrast jitter")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
+    return parser
+
+
+def _clip_map(images: Path) -> dict[str, str] | None:
+    """Image path (relative to the folder) -> clip id, from ``jobs.faces``' manifest when there is one."""
+    from pipelines.face_export import read_manifest
+
+    manifest = read_manifest(images)
+    if manifest is None:
+        return None
+    rows = manifest.filter(manifest.column("status").to_numpy(zero_copy_only=False) == "ok")
+    return dict(zip(rows.column("path").to_pylist(), rows.column("clip_id").to_pylist()))
+
+
+def write_learning_curve(result: FinetuneResult, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(figure)
+    epochs = [r.epoch for r in result.history]
+    switch = next((r.epoch - 0.5 for r in result.history if r.phase == "full"), None)
+    for axis, (what, train_key, val_key) in zip(
+            figure.subplots(1, 2), [("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy")]):
+        axis.plot(epochs, [getattr(r, train_key) for r in result.history], "o-", label="train")
+        axis.plot(epochs, [getattr(r, val_key) for r in result.history], "s-", label="validation")
+        if switch is not None:
+            axis.axvline(switch, color="grey", linestyle=":", label="head -> full")
+        axis.axvline(result.best_epoch, color="green", alpha=0.3, label="kept")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_title(what)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune and write the featurizer folder; returns the exit code."""
+    args, _ = parse_job_args(build_parser(), argv, beam=False)
+    try:
+        check_output_folder(args.output)
+        settings = FinetuneSettings(
+            head_epochs=args.head_epochs, head_lr=args.head_lr, full_epochs=args.full_epochs,
+            full_lr=args.full_lr, batch_size=args.batch_size, rho=args.rho,
+            label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed)
+        spec = get_featurizer_spec(args.base)
+        base_weights = resolve_weights_path(spec, args.weights)
+        listing = list_image_folder(args.images, clip_of=_clip_map(args.images))
+        if args.val_images is not None:
+            train = listing.images
+            val_listing = list_image_folder(args.val_images, classes=listing.classes, clip_of=_clip_map(args.val_images))
+            val, skipped = val_listing.images, {**listing.skipped, **val_listing.skipped}
+        else:
+            train, val = split_by_group(listing.images, args.val_fraction, args.seed)
+            skipped = listing.skipped
+        if not train or not val:
+            raise EmotiwError(f"{len(train)} training and {len(val)} validation images: need both")
+        weights = class_weights([i.label for i in train], len(listing.classes), listing.classes)
+        device = select_device(args.device)
+    except (EmotiwError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log.info("%d training and %d validation images (%d clips held out), %d classes %s, %d skipped; base %s "
+             "on %s", len(train), len(val), len({i.group for i in val}), len(listing.classes), list(listing.classes),
+             len(skipped), spec.name, device)
+    log.info("class weights %s", dict(zip(listing.classes, [round(float(w), 3) for w in weights])))
+    started = time.perf_counter()
+    model = attach_new_head(load_network(spec, args.weights), len(listing.classes), settings.seed)
+    global_pool = model.global_pool.pool_type
+    result = finetune(model, spec, train, val, weights, settings, device)
+    skipped.update(result.unreadable)
+    seconds = time.perf_counter() - started
+    training = {
+        "images": str(args.images.absolute()), "val_images": str(args.val_images.absolute()) if args.val_images else None,
+        "train_images": len(train), "val_images_count": len(val), "skipped_images": len(skipped),
+        "class_counts": {c: sum(i.label == k for i in train) for k, c in enumerate(listing.classes)},
+        "class_weights": dict(zip(listing.classes, [float(w) for w in weights])),
+        "settings": asdict(settings), "val_fraction": None if args.val_images else args.val_fraction,
+        "best_epoch": result.best_epoch, "best_val_accuracy": result.best.val_accuracy,
+        "head_images_per_second": result.phase_speed("head"), "full_images_per_second": result.phase_speed("full"),
+        "seconds": round(seconds, 1), "device": str(device), "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+    description = FinetunedDescription(
+        architecture=spec.architecture, global_pool=global_pool, input_size=spec.input_size, mean=spec.mean,
+        std=spec.std, feature_dim=spec.feature_dim, classes=listing.classes, base_featurizer=spec.name,
+        base_weights_sha256=checkpoint_sha256(base_weights), weights_sha256="", training=training)
+    publish_folder(args.output, result, description, skipped)
+    print(f"best validation accuracy {result.best.val_accuracy:.3f} at epoch {result.best_epoch} "
+          f"({result.best.phase} phase); {len(skipped)} images skipped; {seconds:.0f} s -> {args.output}")
+    for path, why in sorted(skipped.items()):
+        print(f"  skipped: {path}: {why}", file=sys.stderr)
+    return 0
+
+
+def publish_folder(output: Path, result: FinetuneResult, description: FinetunedDescription,
+                   skipped: dict[str, str]) -> None:
+    """Write everything into a staging folder beside ``output`` and rename it into place."""
+    from pipelines.output import publish, staging_dir
+
+    staging = Path(staging_dir(output))  # a local folder
+    save_featurizer_folder(staging, result.model, description)
+    history = {"epochs": [r.to_dict() for r in result.history], "best_epoch": result.best_epoch,
+               "skipped": skipped}
+    (staging / HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+    write_learning_curve(result, staging / CURVE_FILE)
+    publish(staging, output)
+
+
+if __name__ == "__main__":
+    configure_logging()
+    sys.exit(run())
