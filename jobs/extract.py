@@ -20,7 +20,7 @@ from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
-                            parse_job_args, pipeline_options)
+                            parse_job_args, pipeline_options, report_summary)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
 
@@ -100,10 +100,7 @@ def run(argv: list[str] | None = None) -> int:
                     "trying the pipeline, not for emotion results", config.featurizer)
     options = pipeline_options(beam_args)
     summary = run_extraction(refs, config, provenance, output, options, args.frames_output, warnings)
-    print(f"{summary.line()} -> {output}")
-    for clip_id, error in sorted(summary.failures.items()):
-        print(f"  failed: {clip_id}: {error}", file=sys.stderr)
-    return 1 if summary.error else 0
+    return report_summary(summary, output)
 
 
 if __name__ == "__main__":

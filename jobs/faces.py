@@ -26,7 +26,7 @@ from typing import Sequence
 from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER
-from jobs.job_setup import check_output_folder, configure_logging, parse_job_args, pipeline_options
+from jobs.job_setup import check_output_folder, configure_logging, parse_job_args, pipeline_options, report_summary
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT, list_clips
 
@@ -79,10 +79,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
     summary = run_face_export(refs, config, args.output, pipeline_options(beam_args))
-    print(f"{summary.line()} -> {args.output}")
-    for clip_id, error in sorted(summary.failures.items()):
-        print(f"  failed: {clip_id}: {error}", file=sys.stderr)
-    return 1 if summary.error else 0
+    return report_summary(summary, args.output)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurizers.errors import OutputPathError
 
@@ -178,3 +179,11 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-frames", type=int, default=ExtractionConfig.segment_frames,
                         help="split clips longer than this many (sampled) frames into segments that "
                              "workers describe in parallel and merge exactly (0: never split)")
+
+
+def report_summary(summary: Any, output: str | os.PathLike[str]) -> int:
+    """Print a run's summary line and each failed clip; the exit code: 1 when any clip failed, else 0."""
+    print(f"{summary.line()} -> {output}")
+    for clip_id, error in sorted(summary.failures.items()):
+        print(f"  failed: {clip_id}: {error}", file=sys.stderr)
+    return 1 if summary.error else 0

@@ -81,26 +81,28 @@ def shard_paths(folder: str | os.PathLike[str]) -> list[str]:
     return storage.glob_files(str(folder), "part-*.parquet")
 
 
-def _read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
-    if storage.is_remote(path):
-        fs, key = storage.filesystem(path)
-        return pq.read_table(key, columns=list(columns) if columns else None, filesystem=fs)
-    return pq.read_table(path, columns=list(columns) if columns else None)
+def read_parquet(url: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """One Parquet file from a local path or a bucket."""
+    if storage.is_remote(url):
+        fs, path = storage.filesystem(url)
+        return pq.read_table(path, columns=list(columns) if columns else None, filesystem=fs)
+    return pq.read_table(url, columns=list(columns) if columns else None)
 
 
-def _write_table(table: pa.Table, path: str) -> None:
-    if storage.is_remote(path):
-        fs, key = storage.filesystem(path)
-        pq.write_table(table, key, filesystem=fs)
+def write_parquet(table: pa.Table, url: str) -> None:
+    """Readers see the whole file or none: renamed into place on disk, a single PUT in a bucket."""
+    if storage.is_remote(url):
+        fs, path = storage.filesystem(url)
+        pq.write_table(table, path, filesystem=fs)
     else:
-        pq.write_table(table, path)
+        write_atomically(url, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_columns(folder: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, list[Any]]:
     """Some columns of every shard, in one pass over the shards."""
     values: dict[str, list[Any]] = {column: [] for column in columns}
     for path in shard_paths(folder):
-        table = _read_shard(path, columns)
+        table = read_parquet(path, columns)
         for column in columns:
             values[column] += table.column(column).to_pylist()
     return values
@@ -127,14 +129,14 @@ def deduplicate_shards(folder: str | os.PathLike[str], schema: pa.Schema, key: s
     seen: set[Any] = set()
     kept = []
     for path in shard_paths(folder):
-        table = _read_shard(path)
+        table = read_parquet(path)
         mask = []
         for value in table.column(key).to_pylist():
             mask.append(value not in seen)
             seen.add(value)
         kept.append(table.filter(pa.array(mask)))
         storage.remove(path)
-    _write_table(pa.concat_tables(kept).cast(schema), storage.join(folder, f"part-{uuid.uuid4().hex}.parquet"))
+    write_parquet(pa.concat_tables(kept).cast(schema), storage.join(folder, f"part-{uuid.uuid4().hex}.parquet"))
     return len(ids) - len(seen)
 
 

@@ -27,11 +27,10 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import storage
 from pipelines.archive_state import INDEX_COLUMNS, LATEST_BUCKETS, bucket_of, empty_index, merge_bucket, settle_rows
-from pipelines.output import write_atomically
+from pipelines.output import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +43,6 @@ PLAN_COLUMNS = ("key", "size_bytes", "mtime_ns", "prior_attempts")
 def new_run_id(now: datetime | None = None) -> str:
     """A UTC timestamp that sorts like time and is safe in paths and Hive partition values."""
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def read_parquet(url: str, columns: Sequence[str] | None = None) -> pa.Table:
-    if storage.is_remote(url):
-        fs, path = storage.filesystem(url)
-        return pq.read_table(path, columns=list(columns) if columns else None, filesystem=fs)
-    return pq.read_table(url, columns=list(columns) if columns else None)
-
-
-def write_parquet(table: pa.Table, url: str) -> None:
-    """Readers see the whole file or none: renamed into place on disk, a single PUT in a bucket."""
-    if storage.is_remote(url):
-        fs, path = storage.filesystem(url)
-        pq.write_table(table, path, filesystem=fs)
-    else:
-        write_atomically(url, lambda tmp: pq.write_table(table, tmp))
 
 
 class ScoreStore:
