@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifiers.scoring import scores_metadata, scores_schema, scores_table  # noqa: E402
 from jobs import extract, score, train  # noqa: E402
+from pipelines import scoring_run  # noqa: E402
 from jobs.job_setup import configure_logging  # noqa: E402
 from pipelines.datasets import SAMPLE_ROOT  # noqa: E402
 from pipelines.score_store import ScoreStore, new_run_id  # noqa: E402
@@ -62,14 +63,14 @@ def train_model(work: Path) -> Path:
     return work / "model"
 
 
-def synthetic_state(rows: int, setup: score.ScoringSetup, output: str) -> pd.DataFrame:
+def synthetic_state(rows: int, setup: scoring_run.ScoringSetup, output: str) -> pd.DataFrame:
     """``rows`` scored videos (a few faceless, a few given up on) as one earlier run wrote them; returns the listing."""
     rng = np.random.default_rng(0)
     keys = np.array([f"cameras/{i % 100:02d}/{i:08d}.mp4" for i in range(rows)], dtype=object)
     sizes = rng.integers(10**5, 10**9, rows)
     mtimes = 1_700_000_000 * 10**9 + rng.integers(0, 10**17, rows)
     status = np.where(rng.random(rows) < 0.9, "ok", np.where(rng.random(rows) < 0.9, "faceless", "failed_permanently"))
-    classes = score.score_classes(setup.model)
+    classes = scoring_run.score_classes(setup.model)
     ok = status == "ok"
     frame = pd.DataFrame({
         "key": keys, "path": "/archive/" + pd.Series(keys), "clip_id": keys, "size_bytes": sizes, "mtime_ns": mtimes,
@@ -85,12 +86,12 @@ def synthetic_state(rows: int, setup: score.ScoringSetup, output: str) -> pd.Dat
     return frame[["key", "path", "size_bytes", "mtime_ns"]].rename(columns={"path": "url"})
 
 
-def timed_run(setup: score.ScoringSetup, listing: pd.DataFrame, argv: list[str]) -> dict[str, float]:
+def timed_run(setup: scoring_run.ScoringSetup, listing: pd.DataFrame, argv: list[str]) -> dict[str, float]:
     args, beam_args = score.build_parser().parse_known_args(argv)
     before = memory_kib("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    counts, _ = score.score_archive(setup, listing, args, new_run_id(), beam_args)
+    counts, _ = scoring_run.score_archive(setup, listing, args, new_run_id(), beam_args)
     seconds = time.perf_counter() - started
     peak = memory_kib("VmHWM")
     print(f"  {counts.line()}")
@@ -116,11 +117,11 @@ def main() -> None:
         for i in range(args.new):
             shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:03d}.avi")
         argv = ["--model", str(model), "--input", str(archive), "--output", output]
-        setup = score.prepare(score.build_parser().parse_known_args(argv)[0])
+        setup = scoring_run.prepare(score.build_parser().parse_known_args(argv)[0])
         started = time.perf_counter()
         listing = synthetic_state(args.rows, setup, output)
         print(f"state of {args.rows} scored videos written in {time.perf_counter() - started:.1f} s")
-        new = score.list_archive(score.build_parser().parse_known_args(argv)[0])
+        new = scoring_run.list_archive(score.build_parser().parse_known_args(argv)[0])
         new["key"] = "new/" + new["key"]
         night = pd.concat([listing, new], ignore_index=True)
         print(f"run over {len(night)} listed videos ({args.new} new):")
