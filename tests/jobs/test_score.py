@@ -332,3 +332,24 @@ def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> No
     keys = _keys(bucket, "features")
     assert "features/_summary.json" in keys and len(keys) == len(first) == 2
     assert not any(".incomplete-" in k for k in keys) and set(keys) != set(first)
+
+
+def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Split clips take the other branch of the graph (grouped, merged, then scored): same rows."""
+    root = tmp_path / "afew"
+    for clip in (HAPPY, NEUTRAL):
+        target = root / "Train_AFEW" / clip.parent.name / clip.name
+        target.parent.mkdir(parents=True)
+        shutil.copy(clip, target)
+    assert extract.run(["--dataset", "afew", "--data-root", str(root), "--output", str(tmp_path / "f")]) == 0
+    assert train.run(["--features", str(tmp_path / "f"), "--output", str(tmp_path / "m")]) == 0
+    argv = ["--model", str(tmp_path / "m"), "--input", str(root)]
+    assert score.run([*argv, "--output", str(tmp_path / "whole"), "--segment-frames", "0"]) == 0
+    with caplog.at_level(logging.INFO, logger="pipelines.beam_steps"):
+        assert score.run([*argv, "--output", str(tmp_path / "split"), "--segment-frames", "32"]) == 0
+    assert caplog.text.count("50 frames in 2 segments") == 2  # both 50-frame clips were split
+    whole, split = _latest(tmp_path / "whole"), _latest(tmp_path / "split")
+    columns = ["status", "predicted_label", "n_frames", "n_faces"]
+    assert split[columns].equals(whole[columns]) and (split.n_frames == 50).all()
+    for name in ("score_Happy", "score_Neutral"):
+        np.testing.assert_allclose(split[name].to_numpy(), whole[name].to_numpy(), rtol=1e-6)
