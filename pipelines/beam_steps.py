@@ -12,8 +12,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,6 +30,7 @@ from pipelines.schema import descriptor_table_schema, frame_table_schema
 from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_segments, segment_ranges
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -95,7 +96,7 @@ class DescribeSegmentsFn(beam.DoFn):
 
     def setup(self) -> None:
         # Shared: every DoFn instance of this process reuses one loaded model.
-        self._extractor = self._shared.acquire(lambda: _Holder(ClipExtractor(self._config))).extractor
+        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config))
 
     def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
         assert self._extractor is not None, "setup() loads the models before process()"
@@ -133,11 +134,16 @@ class MergeSegmentsFn(beam.DoFn):
         yield result
 
 
-class _Holder:
-    """Shared.acquire needs a weak-referenceable object."""
+class _SharedValue:
+    """Shared.acquire needs a weak-referenceable object; a loaded model may not be one."""
 
-    def __init__(self, extractor: object) -> None:
-        self.extractor = extractor
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def acquire_shared(handle: shared.Shared, make: Callable[[], T]) -> T:
+    """The object ``make`` builds, once per worker process: every DoFn instance holding ``handle`` reuses it."""
+    return handle.acquire(lambda: _SharedValue(make())).value
 
 
 class OnClipResultsFn(beam.DoFn):

@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 from PIL import Image
 
+from pipelines.beam_steps import acquire_shared
 from pipelines.config import ExtractionConfig
 from pipelines.output import publish, read_columns, shard_paths, staging_dir, write_atomically
 from pipelines.records import ClipRef
@@ -110,11 +111,6 @@ class FaceWriter:
         return rows or [clip_only_row(ref, "faceless", None)]
 
 
-class _Holder:
-    def __init__(self, writer: FaceWriter) -> None:
-        self.writer = writer
-
-
 class ExportFacesFn(beam.DoFn):
     """Clip references to written face images; yields each clip's manifest rows as one list."""
 
@@ -127,7 +123,7 @@ class ExportFacesFn(beam.DoFn):
         self._done = 0
 
     def setup(self) -> None:
-        self._writer = self._shared.acquire(lambda: _Holder(FaceWriter(self._config, self._root))).writer
+        self._writer = acquire_shared(self._shared, lambda: FaceWriter(self._config, self._root))
 
     def process(self, ref: ClipRef) -> Iterator[list[dict[str, Any]]]:
         assert self._writer is not None, "setup() loads the detector before process()"

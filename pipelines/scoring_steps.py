@@ -20,7 +20,7 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.utils import shared
 
-from pipelines.beam_steps import describe_and_write
+from pipelines.beam_steps import acquire_shared, describe_and_write
 from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S, ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
 
@@ -41,7 +41,7 @@ class ScoreClipsFn(beam.DoFn):
     def setup(self) -> None:
         from classifiers.model_io import load_model
 
-        self._model = self._shared.acquire(lambda: _ModelHolder(load_model(Path(self._model_dir)))).model
+        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
 
     def process(self, result: ClipResult) -> Iterator[ClipResult]:
         from classifiers.scoring import score_row
@@ -50,13 +50,6 @@ class ScoreClipsFn(beam.DoFn):
                         model_sha256=self._model_sha256, run_id=self._run_id,
                         scored_at=pd.Timestamp.now(tz="UTC"))
         yield ClipResult(row=row, seconds=result.seconds)
-
-
-class _ModelHolder:
-    """Shared.acquire needs a weak-referenceable object."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
 
 
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
