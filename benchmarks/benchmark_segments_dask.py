@@ -7,7 +7,9 @@ Starts a local ``distributed`` cluster of ``--workers`` single-thread worker pro
 shape of a small real cluster: each worker one core), then runs ``jobs.extract`` on the clip
 through Beam's Dask runner twice: with ``--segment-frames 0`` (the clip is one unit of work, so
 one worker describes it while the others wait) and with ``--segment-frames N`` (its segments
-spread over the workers). Reports both wall times (whole jobs, model loading included) and
+spread over the workers). The job's own Dask partitioning is used, as a user gets it: the
+driver lists the clip as planning elements estimated from its size, one partition each. Reports
+both wall times (whole jobs, model loading included) and
 checks that the two rows agree. Results go to ``benchmarks/results/segments_dask.json``.
 """
 
@@ -40,7 +42,12 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
     from distributed import LocalCluster
 
+    from featurizers.decode import FrameSampling
+    from featurizers.registry import DEFAULT_FEATURIZER
     from jobs import extract
+    from pipelines.beam_steps import planning_elements
+    from pipelines.config import ExtractionConfig
+    from pipelines.records import ClipRef
 
     work = Path(tempfile.mkdtemp(prefix="segments-dask-"))
     root = work / "videos"
@@ -56,11 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
                 started = time.perf_counter()
                 code = extract.run(["--dataset", "folder", "--data-root", str(root), "--output", str(out),
                                     "--frame-step", str(args.frame_step), "--segment-frames", str(segment_frames),
-                                    "--runner", "dask", "--dask_client_address", cluster.scheduler_address,
-                                    "--dask_npartitions", str(4 * args.workers)])
+                                    "--runner", "dask", "--dask_client_address", cluster.scheduler_address])
                 seconds = time.perf_counter() - started
                 row = pd.read_parquet(out).iloc[0]
-                report[label] = {"segment_frames": segment_frames, "exit_code": code, "wall_s": round(seconds, 1),
+                elements = planning_elements([ClipRef(args.clip, str(root / args.clip), "folder")],
+                                             ExtractionConfig(dataset="folder", featurizer=DEFAULT_FEATURIZER,
+                                                              sampling=FrameSampling(step=args.frame_step),
+                                                              segment_frames=segment_frames))
+                report[label] = {"segment_frames": segment_frames, "planning_elements": len(elements),
+                                 "exit_code": code, "wall_s": round(seconds, 1),
                                  "frames": int(row.n_frames), "segments": int(row.n_segments),
                                  "frames_per_s": round(row.n_frames / seconds, 1), "status": row.status}
                 report[f"{label}_descriptor"] = np.asarray(row.descriptor)

@@ -17,17 +17,34 @@ from typing import Any, TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.utils import shared
 
 from featurizers.decode import probe_video
 from pipelines import storage
 from pipelines.clip_extractor import ClipExtractor, clip_result
-from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S, ExtractionConfig
+from pipelines.config import (
+    DASK_MAX_DEFAULT_PARTITIONS,
+    FLUSH_EVERY_ROWS,
+    FLUSH_EVERY_S,
+    MAX_PLANNING_SHARDS,
+    PLANNING_BYTES_PER_FRAME,
+    ExtractionConfig,
+)
 from pipelines.face_rows import FaceRowWriter
 from pipelines.output import write_shard
 from pipelines.records import ClipRef, ClipResult
 from pipelines.schema import descriptor_table_schema, frame_table_schema
-from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_segments, segment_ranges
+from pipelines.segments import (
+    PlanningShard,
+    SegmentResult,
+    SegmentTask,
+    merge_segments,
+    plan_segments,
+    planning_shard_count,
+    segment_ranges,
+    tasks_of_shard,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,32 +52,71 @@ T = TypeVar("T")
 
 
 class PlanSegmentsFn(beam.DoFn):
-    """A clip to the frame segments that workers describe; a clip that fits is one segment.
+    """A clip's planning element to the frame segments that workers describe.
 
-    Only the container's header is read here (frame count and rate). A clip whose header
-    cannot be read goes on as one segment, so the describing step records the error as usual.
-    A video in object storage is not split: each segment would download the whole file.
+    Only the container's header is read here (frame count and rate), and each element keeps its
+    share of the segments (:class:`PlanningShard`); a clip that fits is one segment, emitted by
+    its first element. A clip whose header cannot be read goes on as one segment, so the
+    describing step records the error as usual. A video in object storage is not split: each
+    segment would download the whole file.
     """
 
     def __init__(self, config: ExtractionConfig) -> None:
         self._config = config
 
-    def process(self, ref: ClipRef) -> Iterator[SegmentTask]:
+    def process(self, element: PlanningShard) -> Iterator[SegmentTask]:
+        ref = element.clip
+        tasks = self._plan(ref)
+        if len(tasks) > 1 and element.shard == 0:
+            log.info("clip %s: split into %d segments, planned from %d elements", ref.clip_id, len(tasks),
+                     element.shards)
+        yield from tasks_of_shard(tasks, element.shard, element.shards)
+
+    def _plan(self, ref: ClipRef) -> list[SegmentTask]:
         segment_frames = self._config.segment_frames
         if segment_frames <= 0 or ref.problem is not None or storage.is_remote(ref.path):
-            yield SegmentTask(ref)
-            return
+            return [SegmentTask(ref)]
         try:
             info = probe_video(ref.path, self._config.sampling)
         except Exception:  # the describing step opens it again and records why it fails
-            yield SegmentTask(ref)
-            return
+            return [SegmentTask(ref)]
         sampling = self._config.sampling
-        ranges = segment_ranges(info.n_frames, sampling.step_for(info.fps), segment_frames, sampling.chunk_size)
-        tasks = plan_segments(ref, ranges)
-        if len(tasks) > 1:
-            log.info("clip %s: %d frames, split into %d segments", ref.clip_id, info.n_frames, len(tasks))
-        yield from tasks
+        return plan_segments(ref, segment_ranges(info.n_frames, sampling.step_for(info.fps), segment_frames,
+                                                 sampling.chunk_size))
+
+
+def planning_elements(refs: Iterable[ClipRef], config: ExtractionConfig) -> list[PlanningShard]:
+    """What the driver creates: each clip once, or a long local clip as several planning shards.
+
+    The estimate reads only the file size (already known to the listing, no header): see
+    :func:`pipelines.segments.planning_shard_count`.
+    """
+    sampling = config.sampling
+    chunks = -(-max(config.segment_frames, 0) // sampling.chunk_size)
+    native_frames = chunks * sampling.chunk_size * (sampling.step if sampling.target_fps is None else 1)
+    elements = []
+    for ref in refs:
+        size = None
+        if ref.problem is None and not storage.is_remote(ref.path):
+            try:
+                size = os.path.getsize(ref.path)
+            except OSError:  # the describing step records why it cannot be read
+                size = None
+        shards = planning_shard_count(size, native_frames, PLANNING_BYTES_PER_FRAME, MAX_PLANNING_SHARDS)
+        elements.extend(PlanningShard(ref, i, shards) for i in range(shards))
+    return elements
+
+
+def spread_on_dask(options: PipelineOptions, n_elements: int) -> None:
+    """One Dask partition per created element (up to :data:`DASK_MAX_DEFAULT_PARTITIONS`), unless the
+    user sized the partitions: the Dask runner would otherwise put 128 elements in each."""
+    if not str(options.view_as(StandardOptions).runner).endswith("DaskRunner"):
+        return
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    if dask.npartitions is None and dask.partition_size is None:
+        dask.npartitions = max(1, min(n_elements, DASK_MAX_DEFAULT_PARTITIONS))
 
 
 _clips_done = itertools.count(1)
@@ -247,10 +303,10 @@ class WriteShardsFn(beam.DoFn):
 
 
 def describe_and_write(
-    clips: beam.PCollection,
+    pipeline: beam.Pipeline,
+    refs: list[ClipRef],
     config: ExtractionConfig,
     provenance: dict,
-    total_clips: int,
     clips_dir: str,
     faces_dir: str | None,
     post_process: beam.DoFn | None = None,
@@ -258,8 +314,11 @@ def describe_and_write(
     flush_rows: int = FLUSH_EVERY_ROWS,
     flush_seconds: float | None = FLUSH_EVERY_S,
 ) -> beam.PCollection:
-    """The chain after the listed clips: plan segments, describe them, write whole clips, merge split ones, write.
+    """The whole graph: list the clips, plan segments, describe them, write whole clips, merge split ones, write.
 
+    Long local clips are listed as several planning elements (:func:`planning_elements`), and
+    on Beam's Dask runner each element gets its own partition (:func:`spread_on_dask`), so that
+    even a lone clip's segments reach different workers on a runner that never repartitions.
     Segments are redistributed on their own, so the parts of one long clip run on different
     workers and meet again in one group. Whole clips are (post-processed and) written in the
     step fused with their description, so they reach storage as they finish: a batch runner's
@@ -270,12 +329,15 @@ def describe_and_write(
     def write() -> beam.ParDo:
         return beam.ParDo(WriteShardsFn(config, provenance, clips_dir, schema, flush_rows, flush_seconds))
 
+    elements = planning_elements(refs, config)
+    spread_on_dask(pipeline.options, len(elements))
     described = (
-        clips
+        pipeline
+        | "ListClips" >> beam.Create(elements)
         | "RedistributeClips" >> beam.Reshuffle()
         | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(config))
         | "RedistributeSegments" >> beam.Reshuffle()
-        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, total_clips))
+        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs)))
     )
     if post_process is not None:
         described = described | "PostProcessWholeClips" >> beam.ParDo(OnClipResultsFn(post_process))
@@ -283,7 +345,7 @@ def describe_and_write(
         described
         | "WriteWholeClipRows" >> write()
         | "GroupSegmentsByClip" >> beam.GroupByKey()
-        | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, total_clips))
+        | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, len(refs)))
     )
     if post_process is not None:
         merged = merged | "PostProcessSplitClips" >> beam.ParDo(post_process)

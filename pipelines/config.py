@@ -18,6 +18,19 @@ FLUSH_EVERY_ROWS = 50
 FLUSH_EVERY_S = 60.0
 """Finished clip rows reach storage at least this often (per worker), so a killed run loses little."""
 
+PLANNING_BYTES_PER_FRAME = 500
+"""A low guess of a video's bytes per frame, from which the driver estimates how many segments a
+local clip will hold before any header is read (pipelines/segments.py, ``planning_shard_count``).
+Low on purpose: an over-estimate costs a header read that finds no segment; an under-estimate
+leaves segments of a long clip together. Our synthetic clips take 450-1,800 bytes a frame, real
+H.264 at 640x360 2,000-5,000."""
+MAX_PLANNING_SHARDS = 64
+"""At most this many planning elements for one clip."""
+DASK_MAX_DEFAULT_PARTITIONS = 256
+"""Beam's Dask runner packs 128 elements into each partition of its first ``Create`` and never
+repartitions; unless ``--dask_npartitions`` or ``--dask_partition_size`` is given, the jobs ask
+for one partition per element up to this many, so that a few clips still spread over workers."""
+
 # The libraries whose version can move descriptors (decoding, detection, resizing, alignment, the
 # network and its runtime), by distribution name; the first installed name of each entry counts.
 DESCRIPTOR_LIBRARIES: dict[str, tuple[str, ...]] = {

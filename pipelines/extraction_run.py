@@ -75,10 +75,8 @@ def run_extraction(
     log.info("describing %d clips with %s on %s", len(refs), config.featurizer, runner)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=options)
-    describe_and_write(
-        pipeline | "ListClips" >> beam.Create(refs),
-        config, provenance, len(refs), str(clips_staging), str(faces_staging) if faces_staging else None,
-    )
+    describe_and_write(pipeline, refs, config, provenance, str(clips_staging),
+                       str(faces_staging) if faces_staging else None)
     result = pipeline.run()
     try:
         result.wait_until_finish()

@@ -60,7 +60,7 @@ def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenan
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
     pipeline = beam.Pipeline(options=options)
-    describe_and_write(pipeline | "ListVideos" >> beam.Create(refs), config, provenance, len(refs), staged_dir,
+    describe_and_write(pipeline, refs, config, provenance, staged_dir,
                        None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
                        flush_rows=flush_rows, flush_seconds=flush_seconds)
     result = pipeline.run()

@@ -76,6 +76,40 @@ def plan_segments(clip: ClipRef, ranges: list[FrameRange]) -> list[SegmentTask]:
     return [SegmentTask(clip, i, len(ranges), r) for i, r in enumerate(ranges)]
 
 
+@dataclass(frozen=True)
+class PlanningShard:
+    """A listed clip and which share of its segments one planning element emits.
+
+    Runners that never repartition what the driver created (Beam's Dask runner keeps one
+    partition per ``Create`` chunk) run all segments planned from one element in one place; a
+    long clip is therefore listed as several elements, each keeping every ``shards``-th segment.
+    """
+
+    clip: ClipRef
+    shard: int = 0
+    shards: int = 1
+
+
+def planning_shard_count(size_bytes: int | None, frames_per_segment: int, bytes_per_frame: int,
+                         max_shards: int) -> int:
+    """How many planning elements a clip of ``size_bytes`` gets: its estimated whole segments.
+
+    ``frames_per_segment`` counts native frames (sampled frames per segment times the step);
+    0 or less means splitting is off. Unknown sizes and clips estimated below two segments get one.
+    """
+    if size_bytes is None or frames_per_segment <= 0 or bytes_per_frame <= 0:
+        return 1
+    estimated_segments = size_bytes // bytes_per_frame // frames_per_segment
+    return int(min(max(estimated_segments, 1), max(max_shards, 1)))
+
+
+def tasks_of_shard(tasks: list[SegmentTask], shard: int, shards: int) -> list[SegmentTask]:
+    """The tasks one planning element emits: every ``shards``-th, so the shards cover each task once."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not one of {shards}")
+    return tasks[shard::shards]
+
+
 @dataclass
 class MergedClip:
     """A clip put back together from its segments."""

@@ -121,3 +121,34 @@ def test_segment_statistics_merge_into_the_whole_clip_for_both_aggregations(data
     assert b.n_faces >= (2 * b.n_face_frames if dataset == "vgaf" else b.n_face_frames) > 0
     # The same faces in the same batches: only the order of float64 sums differs.
     assert np.allclose(a.descriptor(), b.descriptor(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_lone_clip_spreads_its_segments_over_the_workers_of_a_dask_cluster(two_clips, unsplit, tmp_path):
+    """Beam's Dask runner never repartitions its first Create: the driver lists a long clip as
+    several planning elements, each its own partition, so two workers share one clip."""
+    import shutil
+
+    from dask.distributed import Client, LocalCluster, get_task_stream
+
+    from pipelines.beam_steps import planning_elements
+    from pipelines.config import ExtractionConfig
+    from pipelines.records import ClipRef
+
+    clip = tmp_path / "lone" / "Train_AFEW" / "Happy" / "000001001.avi"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(two_clips / "Train_AFEW" / "Happy" / "000001001.avi", clip)
+    config = ExtractionConfig(dataset="afew", featurizer="effnet_lite0_imagenet", segment_frames=32)
+    elements = planning_elements([ClipRef("000001001", str(clip), "afew")], config)
+    assert len(elements) >= 2  # from the file size alone: ~60 kB, 500 bytes a frame, 32 frames a segment
+    argv = ["--dataset", "afew", "--data-root", str(tmp_path / "lone"), "--output", str(tmp_path / "clips"), *SPLIT,
+            "--runner", "dask"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        assert extract.run([*argv, "--dask_client_address", cluster.scheduler_address]) == 0
+    dofn_tasks = [t for t in stream.data if "apply_dofn_to_bundle" in str(t["key"])]
+    partitions = {t["key"][1] for t in dofn_tasks if isinstance(t["key"], tuple)}
+    assert partitions == set(range(len(elements))), stream.data[:3]  # one partition an element
+    assert len({t["worker"] for t in dofn_tasks}) == 2
+    row, whole = table(tmp_path / "clips").loc["000001001"], unsplit[0].loc["000001001"]
+    assert row.status == "ok" and row.n_segments == 4 and row.n_frames == whole.n_frames == 100
+    assert np.allclose(row.descriptor, whole.descriptor, rtol=1e-6, atol=1e-7)

@@ -17,11 +17,11 @@ def test_a_clip_the_runner_loses_gets_an_error_row_and_counts_as_failed(tmp_path
     provenance = config.provenance("0" * 64)
     refs = [ClipRef(f"c{i}", f"/videos/c{i}.avi", "afew") for i in range(3)]
 
-    def runner_that_loses_the_last_clip(clips, config, provenance, total, clips_dir, faces_dir):
+    def runner_that_loses_the_last_clip(pipeline, refs, config, provenance, clips_dir, faces_dir):
         empty = ClipAccumulator(config.layout)
         write_shard([clip_row(r, empty, config.featurizer, None) for r in refs[:2]], clips_dir,
                     descriptor_table_schema(config.layout, provenance))
-        return clips
+        return pipeline | "Nothing" >> extraction_run.beam.Create([])
 
     monkeypatch.setattr(extraction_run, "describe_and_write", runner_that_loses_the_last_clip)
     summary = extraction_run.run_extraction(refs, config, provenance, tmp_path / "out", pipeline_options([]))

@@ -7,7 +7,15 @@ from featurizers.decode import sampled_indices
 from pipelines.aggregate import ClipAccumulator
 from pipelines.records import ClipRef
 from pipelines.schema import DescriptorLayout
-from pipelines.segments import SegmentResult, SegmentTask, merge_segments, plan_segments, segment_ranges
+from pipelines.segments import (
+    SegmentResult,
+    SegmentTask,
+    merge_segments,
+    plan_segments,
+    planning_shard_count,
+    segment_ranges,
+    tasks_of_shard,
+)
 
 CLIP = ClipRef("long", "/videos/long.mp4", "folder")
 
@@ -44,6 +52,26 @@ def test_tasks_name_their_segment_and_frames_for_messages():
     assert [(t.index, t.count, t.frame_range) for t in tasks] == [(0, 3, (0, 4)), (1, 3, (4, 8)), (2, 3, (8, 10))]
     assert tasks[1].describe() == "segment 2 of 3 (frames 4-7)"
     assert SegmentTask(CLIP).describe() == "the whole clip"
+
+
+def test_the_driver_estimates_planning_shards_from_the_file_size():
+    # 500 bytes a frame, 1024 native frames a segment: 512,000 bytes a segment.
+    assert planning_shard_count(10 * 512_000 + 1, 1024, 500, 64) == 10
+    assert planning_shard_count(2 * 512_000 - 1, 1024, 500, 64) == 1  # under two segments: one element
+    assert planning_shard_count(10**12, 1024, 500, 64) == 64
+    assert planning_shard_count(None, 1024, 500, 64) == 1  # size unknown (a bucket)
+    assert planning_shard_count(10**9, 0, 500, 64) == 1  # splitting off
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_planning_shards_emit_each_segment_exactly_once(shards):
+    tasks = plan_segments(CLIP, segment_ranges(100, 1, 7))
+    emitted = [t for shard in range(shards) for t in tasks_of_shard(tasks, shard, shards)]
+    assert sorted(emitted, key=lambda t: t.index) == tasks
+    whole = [SegmentTask(CLIP)]
+    assert [tasks_of_shard(whole, shard, shards) for shard in range(shards)] == [whole] + [[]] * (shards - 1)
+    with pytest.raises(ValueError):
+        tasks_of_shard(tasks, shards, shards)
 
 
 def _part(layout, index, count, rows, frame_ids, error=None):
