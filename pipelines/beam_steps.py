@@ -88,7 +88,7 @@ class PlanSegmentsFn(beam.DoFn):
 def planning_elements(refs: Iterable[ClipRef], config: ExtractionConfig) -> list[PlanningShard]:
     """What the driver creates: each clip once, or a long local clip as several planning shards.
 
-    The estimate reads only the file size (already known to the listing, no header): see
+    The estimate needs only the file's size (one stat, no header read on the driver): see
     :func:`pipelines.segments.planning_shard_count`.
     """
     sampling = config.sampling
