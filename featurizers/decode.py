@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ def probe_video(path: str | os.PathLike[str], sampling: FrameSampling = FrameSam
     p = check_video_path(path)
     with _DecoderProcess(p, sampling.open_timeout_for(p)) as child:
         n_frames, fps = child.info("opening the video")
-        child.send(None)
+        child.end_probe()
     return VideoInfo(n_frames=n_frames, fps=fps)
 
 
@@ -214,6 +215,8 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
             times = frame_indices / fps if fps > 0 else np.full(len(frame_indices), np.nan)
             yield FrameChunk(frame_indices=frame_indices, times_s=times.astype(np.float64), frames=frames,
                              native_fps=fps, n_corrupt=n_lost)
+        if received >= len(indices):
+            child.end_of_stream("the end of the video")
 
 
 @dataclass
@@ -224,6 +227,8 @@ class _Child:
     to_child: Connection
     from_child: Connection
     shm_fd: int
+    videos: int = 0
+    """Videos it finished cleanly."""
 
     @classmethod
     def start(cls) -> _Child:
@@ -257,30 +262,50 @@ def _anonymous_file() -> int:
     return fd
 
 
-_spare: _Child | None = None
-"""A decoder process started ahead, importing PyAV and NumPy while the current clip runs, so
-the next clip need not wait for Python to start (about 0.2-0.8 s). It decodes one clip only."""
+MAX_VIDEOS_PER_DECODER = 256
+"""A decoder process that finished a video cleanly decodes the next one; after this many it is
+retired and a fresh one started, so that nothing a demuxer leaks can pile up over an archive."""
+
+_ready: _Child | None = None
+"""A decoder process waiting for its next video. Starting Python and importing PyAV and NumPy
+costs 0.15-0.3 s of CPU, as much as describing several frames, so a child that ended its last
+video cleanly is kept for the next (a failed, stopped or timed-out one is killed)."""
+_ready_lock = threading.Lock()
 
 
 def _take_child() -> _Child:
-    global _spare
-    child, _spare = _spare, None
-    if child is None or child.process.poll() is not None:
-        if child is not None:
-            child.close()
-        child = _Child.start()
-    _spare = _Child.start()
-    return child
+    global _ready
+    with _ready_lock:
+        child, _ready = _ready, None
+    if child is not None and child.process.poll() is None:
+        return child
+    if child is not None:
+        child.close()
+    return _Child.start()
+
+
+def _give_back(child: _Child) -> None:
+    """Keep a child that ended its video cleanly for the next one, unless one is already kept."""
+    global _ready
+    child.videos += 1
+    with _ready_lock:
+        if _ready is None and child.videos < MAX_VIDEOS_PER_DECODER and child.process.poll() is None:
+            _ready, child = child, None
+    if child is not None:
+        child.close()
 
 
 @atexit.register
-def _stop_spare() -> None:
-    if _spare is not None:
-        _spare.close()
+def _stop_ready() -> None:
+    if _ready is not None:
+        _ready.close()
 
 
 class _DecoderProcess:
-    """One child process decoding one video (:mod:`featurizers.decode_child`), under a time limit.
+    """A child process decoding one video (:mod:`featurizers.decode_child`), under a time limit.
+
+    The child goes back for the next video only once this one ended cleanly (its end of stream
+    read, or the probe answered); on any other exit it is killed, as it may be stuck.
 
     A plain subprocess, not ``multiprocessing``: Dask workers are daemonic processes, which
     ``multiprocessing`` forbids to have children. Frames come back through an anonymous
@@ -293,6 +318,7 @@ class _DecoderProcess:
         self.remaining_s = limit_s
         self._shared: mmap.mmap | None = None
         self._slot_bytes = 0
+        self._ended_cleanly = False
         self._child = _take_child()
         self._process, self._shm_fd = self._child.process, self._child.shm_fd
         self._to_child, self._from_child = self._child.to_child, self._child.from_child
@@ -308,7 +334,23 @@ class _DecoderProcess:
         """Stop the child (it may be stuck) and release the pipes and the shared memory."""
         if self._shared is not None:
             self._shared.close()
-        self._child.close()
+            self._shared = None
+        if self._ended_cleanly:
+            _give_back(self._child)
+        else:
+            self._child.close()
+
+    def end_probe(self) -> None:
+        """Tell the child the header was all we wanted; it then waits for its next video."""
+        self.send(None)
+        self._ended_cleanly = True
+
+    def end_of_stream(self, where: str) -> None:
+        """Read the child's end of stream after the last chunk, so that it can take another video."""
+        try:
+            self._ended_cleanly = self._receive(where)[0] == "done"
+        except VideoDecodeError:
+            self._ended_cleanly = False
 
     def extend_limit(self, seconds: float) -> None:
         self.limit_s += seconds
@@ -351,6 +393,7 @@ class _DecoderProcess:
         """The next chunk's indices, a private copy of its frames and its lost-frame count; Nones at the end."""
         message = self._receive(where)
         if message[0] == "done":
+            self._ended_cleanly = True
             return None, None, 0
         _, slot, frame_indices, n_lost, shape = message
         if self._shared is None:

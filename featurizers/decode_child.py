@@ -1,16 +1,19 @@
 """The decoding side of an isolated clip: run as ``python -m featurizers.decode_child IN OUT SHM``.
 
-The parent (:mod:`featurizers.decode`) starts one such process per clip or frame range. This
-side opens the video, reports its frame count and rate, then decodes the frames it is sent
-into two slots of a shared memory file and says which slot holds what; it reuses a slot only
-when the parent gives it back, so it is never more than two chunks ahead (backpressure).
+The parent (:mod:`featurizers.decode`) starts such a process and sends it one video (a clip or
+a frame range) at a time. For each, this side opens the video, reports its frame count and
+rate, then decodes the frames it is sent into two slots of a shared memory file and says which
+slot holds what; it reuses a slot only when the parent gives it back, so it is never more than
+two chunks ahead (backpressure). Then it waits for the next video's path.
 A decoder that hangs or aborts takes only this process down; the parent turns that into a
 :class:`~featurizers.errors.VideoDecodeError` for the clip.
 
 Messages (pickled over the two pipes):
   child -> parent: ("info", n_frames, fps, declared_frames) | ("chunk", slot, frame_indices, n_lost, shape)
                    | ("done",) | ("error", message)
-  parent -> child: indices (np.ndarray of int64, ascending), chunk_size; then ("free", slot) ...
+  parent -> child: path; then None (a probe) | (indices (np.ndarray of int64, ascending), chunk_size);
+                   then ("free", slot) ...; then the next path. A "free" left over from the last
+                   video is ignored.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None
         outbox.send(("error", str(exc)))
         return
     outbox.send(("info", video.n_frames, video.fps, video.declared_frames))
-    request = inbox.recv()
-    if request is None:  # a probe: the parent wanted the count and rate only
-        return
-    indices, chunk_size = request
+    try:
+        request = inbox.recv()
+        if request is not None:  # None: a probe, the parent wanted the count and rate only
+            indices, chunk_size = request
+            _stream(video, indices, chunk_size, inbox, outbox, shm_fd)
+    finally:
+        video.close()
+
+
+def _stream(video: IndexedVideo, indices: np.ndarray, chunk_size: int, inbox: Connection, outbox: Connection,
+            shm_fd: int) -> None:
+    """Send the frames at ``indices`` through the shared slots, then "done"; failures as messages."""
     shared: mmap.mmap | None = None
     slot_bytes = 0
     free = list(range(SLOTS))
@@ -68,6 +79,9 @@ def serve(path: str, inbox: Connection, outbox: Connection, shm_fd: int) -> None
         return
     except (EOFError, BrokenPipeError):
         return  # the parent stopped reading: nothing left to do
+    finally:
+        if shared is not None:
+            shared.close()
     outbox.send(("done",))
 
 
@@ -76,13 +90,16 @@ def main(argv: list[str]) -> None:
 
     in_fd, out_fd, shm_fd = (int(a) for a in argv[1:4])
     inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
-    path = inbox.recv()
-    try:
-        serve(path, inbox, outbox, shm_fd)
-    except (EOFError, BrokenPipeError):
-        pass
-    except Exception as exc:  # an unexpected failure still reaches the parent as a message
-        outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+    while True:
+        try:
+            message = inbox.recv()
+            if not isinstance(message, str):
+                continue  # a slot freed after the last video's final chunk
+            serve(message, inbox, outbox, shm_fd)
+        except (EOFError, BrokenPipeError):
+            return  # the parent closed the pipes: no more videos
+        except Exception as exc:  # an unexpected failure still reaches the parent (which then stops us)
+            outbox.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 if __name__ == "__main__":

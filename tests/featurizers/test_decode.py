@@ -269,3 +269,31 @@ def test_a_container_declaring_more_frames_than_it_holds_is_an_error_naming_the_
         list(iter_frame_chunks(cut))
     with pytest.raises(VideoDecodeError, match="declares 40 frames"):
         probe_video(cut)
+
+
+def _decoder_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children() if "featurizers.decode_child" in " ".join(p.cmdline())}
+
+
+def test_one_decoder_process_serves_consecutive_clips_and_a_failed_one_is_replaced(counting_clip, tmp_path):
+    def levels(sampling):  # frame k is grey 8*k, give or take the lossy codec
+        return [int(f[24, 32, 0]) // 8 for c in iter_frame_chunks(counting_clip, sampling) for f in c.frames]
+
+    def near(found, step):
+        return np.all(np.abs(np.array(found) - np.arange(0, 30, step)) <= 1)
+
+    assert near(levels(FrameSampling(step=3)), 3)
+    first = _decoder_pids()
+    assert probe_video(counting_clip).n_frames == 30
+    for step, chunk_size in ((1, 7), (3, 4)):  # slots of other sizes, the same process
+        assert near(levels(FrameSampling(step=step, chunk_size=chunk_size)), step)
+    assert _decoder_pids() == first and len(first) == 1
+    stopped = iter_frame_chunks(counting_clip, FrameSampling(chunk_size=4))
+    next(stopped)
+    stopped.close()  # the consumer stops halfway: that decoder may still be busy, so it is not kept
+    with pytest.raises(VideoDecodeError):
+        probe_video(tmp_path / "missing.avi")
+    assert near(levels(FrameSampling()), 1)
+    assert len(_decoder_pids()) == 1 and _decoder_pids() != first
