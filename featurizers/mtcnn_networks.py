@@ -36,13 +36,13 @@ ALL_AT_ONCE = 1 << 30
 CPU_MICRO_BATCH: dict[str, dict[str, int]] = {
     "torch": {"rnet": 64, "onet": 16},
     "onnx": {"rnet": 64, "onet": 16},
-    "openvino": {"rnet": ALL_AT_ONCE, "onet": ALL_AT_ONCE},
+    "openvino": {"rnet": 128, "onet": 32},
 }
 """Crops per network call on the CPU. Measured on 2 cores, torch runs R-Net about 2x faster in
-batches of 64 than in one batch of 1000 (its activations then stay in cache), and ONNX Runtime
-about 1.2x; OpenVINO ran whole batches (about 3000 R-Net and 260 O-Net crops for 32 frames at
-720x576) as fast as or faster than batches of 64 and 16. GPUs take all at once; P-Net always
-takes a whole pyramid level."""
+batches of 64 than in one batch of 1000 (its activations then stay in cache). OpenVINO ran whole
+batches no faster than batches of 128 and 32, but held 600 MiB more for the 4,600 R-Net crops of
+32 frames of a 1280x720 group video. GPUs take all at once; P-Net always takes a whole pyramid
+level."""
 
 
 @dataclass(frozen=True)
