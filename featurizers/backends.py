@@ -13,7 +13,8 @@ the network's structure, weights, input size and the torch, timm and export sett
 OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per compile
 settings and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker
 after the first, reads both. Where the cache folder cannot be written the network is exported in memory, as
-before, with a warning.
+before, with a warning. The detector's networks use the same runtimes and cache
+(featurizers/mtcnn_networks.py).
 """
 
 from __future__ import annotations

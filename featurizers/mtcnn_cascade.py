@@ -160,7 +160,7 @@ class MtcnnCascade:
     def _propose(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over the scale pyramid; boxes (M, 5) x1 y1 x2 y2 score, squared."""
         s = self.settings
-        n, height, width = frames.shape[:3]
+        height, width = frames.shape[1:3]
         per_scale = [torch.zeros((0, 9), device=self.device)]  # frames smaller than a face: no level
         index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
         scales = pyramid_scales(height, width, s.min_face_size, s.factor)
