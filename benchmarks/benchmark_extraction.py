@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         "faces": n_faces, "seconds_of_video": round(sum(_duration_s(ref.path) for ref in refs), 1),
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "torch": torch.__version__, "featurizer_backend": extractor.embedder.backend,
+        "detector_backend": extractor.detector.backend,
         "model_load_s": round(load_s, 2),
         "decode_fps": round(n_frames / decode_s, 1),
         "detect_fps": round(n_frames / detect_s, 1),

@@ -98,13 +98,14 @@ def check_same_identity(expected: dict[str, Any], found: dict[str, Any], *, expe
 
 
 def runtime_differences(trained: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """How the featurizer backend and descriptor library versions (provenance keys
-    ``featurizer_backend`` and ``libraries``) differ between two provenance dicts, one line each;
-    empty when they agree or when either side does not record them."""
+    """How the featurizer and detector backends and descriptor library versions (provenance keys
+    ``featurizer_backend``, ``detector_backend`` and ``libraries``) differ between two provenance
+    dicts, one line each; empty when they agree or when either side does not record them."""
     differ = []
-    backends = trained.get("featurizer_backend"), found.get("featurizer_backend")
-    if None not in backends and "auto" not in backends and backends[0] != backends[1]:
-        differ.append(f"featurizer backend {backends[0]} -> {backends[1]}")
+    for part in ("featurizer", "detector"):
+        backends = trained.get(f"{part}_backend"), found.get(f"{part}_backend")
+        if None not in backends and "auto" not in backends and backends[0] != backends[1]:
+            differ.append(f"{part} backend {backends[0]} -> {backends[1]}")
     a, b = trained.get("libraries"), found.get("libraries")
     if isinstance(a, dict) and isinstance(b, dict):
         for name in sorted(set(a) | set(b)):

@@ -13,7 +13,8 @@ the network's structure, weights, input size and the torch, timm and export sett
 OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per compile
 settings and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker
 after the first, reads both. Where the cache folder cannot be written the network is exported in memory, as
-before, with a warning.
+before, with a warning. The detector's networks use the same runtimes and cache
+(featurizers/mtcnn_networks.py).
 """
 
 from __future__ import annotations
@@ -97,8 +98,14 @@ def network_key(model: nn.Module, input_size: int) -> str:
     """SHA-256 of what decides the exported graph: the module tree as printed (layers, pooling,
     activations), every parameter and buffer, the input size, torch's and timm's versions and
     the export settings. Equal keys give the same ONNX file."""
+    return module_key(model, (ONNX_EXPORT_SETTINGS, str(input_size), torch.__version__, distribution_version("timm")))
+
+
+def module_key(model: nn.Module, settings: tuple[str, ...]) -> str:
+    """SHA-256 of ``settings`` (export settings, versions), the module tree as printed and every
+    parameter and buffer: the cache key of a module's export."""
     digest = hashlib.sha256()
-    for part in (ONNX_EXPORT_SETTINGS, str(input_size), torch.__version__, _version("timm"), repr(model)):
+    for part in (*settings, repr(model)):
         digest.update(part.encode())
         digest.update(b"\0")
     for name, tensor in model.state_dict().items():
@@ -107,7 +114,8 @@ def network_key(model: nn.Module, input_size: int) -> str:
     return digest.hexdigest()
 
 
-def _version(distribution: str) -> str:
+def distribution_version(distribution: str) -> str:
+    """An installed distribution's version, or ``absent``."""
     try:
         return version(distribution)
     except PackageNotFoundError:
@@ -117,23 +125,29 @@ def _version(distribution: str) -> str:
 def cached_onnx(model: nn.Module, input_size: int, root: Path | None = None) -> Path | None:
     """The network's ONNX file in the cache (exported there on first use), or None where the cache
     folder cannot be written (the caller then exports in memory)."""
-    folder = (root or cache_root()) / "networks" / network_key(model, input_size)[:32]
-    path = folder / ONNX_FILE
+    return cached_export(network_key(model, input_size), ONNX_FILE, lambda: export_onnx(model, input_size), root)
+
+
+def cached_export(key: str, file_name: str, export: Callable[[], bytes], root: Path | None = None) -> Path | None:
+    """``networks/<key>/<file_name>`` in the cache, written by ``export`` on first use; None where
+    the cache folder cannot be written."""
+    folder = (root or cache_root()) / "networks" / key[:32]
+    path = folder / file_name
     if path.is_file():
         return path
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{ONNX_FILE}.{uuid.uuid4().hex[:8]}"
-        partial.write_bytes(export_onnx(model, input_size))
+        partial = folder / f".{file_name}.{uuid.uuid4().hex[:8]}"
+        partial.write_bytes(export())
         os.replace(partial, path)  # workers starting together each write a whole file; the last rename wins
     except OSError as exc:
-        log.warning("cannot cache the exported featurizer under %s (%s); exporting it in memory", folder, exc)
+        log.warning("cannot cache the exported network under %s (%s); exporting it in memory", folder, exc)
         return None
     return path
 
 
-class OnnxNetwork:
-    """The exported network run by ONNX Runtime, from a file or from bytes."""
+class OnnxModel:
+    """An exported graph with one input run by ONNX Runtime on the CPU, from a file or from bytes."""
 
     def __init__(self, onnx_model: bytes | Path) -> None:
         import onnxruntime
@@ -143,9 +157,18 @@ class OnnxNetwork:
         options.inter_op_num_threads = 1
         source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
         self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs, in its order, for one float32 input."""
+        return self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
+
+
+class OnnxNetwork(OnnxModel):
+    """The exported featurizer run by ONNX Runtime."""
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pooled, logits = self._session.run(None, {"faces": np.ascontiguousarray(batch, np.float32)})
+        pooled, logits = self.run(batch)
         return pooled, logits
 
 
@@ -164,9 +187,9 @@ def openvino_cache_dir(network_folder: Path, openvino_version: str) -> Path:
     return network_folder / OPENVINO_CACHE_FOLDER / hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
-class OpenVinoNetwork:
-    """The exported network compiled by OpenVINO for the CPU, in float32 only (equal to torch
-    to float tolerance; the tests compare them).
+class OpenVinoModel:
+    """An exported graph with one input compiled by OpenVINO for the CPU, in float32 only (equal to
+    torch to float tolerance; the tests compare them).
 
     Given the ONNX file in the cache, OpenVINO keeps the compiled model beside it (its
     ``CACHE_DIR``, :func:`openvino_cache_dir`) and later loads it from there instead of
@@ -188,13 +211,21 @@ class OpenVinoNetwork:
         self.loaded_from_cache = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
         self._requests = threading.local()  # an infer request must not be shared between threads
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs, in its order, for one float32 input (copies: the request reuses its buffers)."""
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self._compiled.create_infer_request()
-        results = request.infer({"faces": np.ascontiguousarray(batch, np.float32)})
-        return (np.array(results[self._compiled.output("features")]),
-                np.array(results[self._compiled.output("logits")]))
+        results = request.infer([np.ascontiguousarray(batch, np.float32)])
+        return [np.array(results[output]) for output in self._compiled.outputs]
+
+
+class OpenVinoNetwork(OpenVinoModel):
+    """The exported featurizer compiled by OpenVINO."""
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pooled, logits = self.run(batch)
+        return pooled, logits
 
 
 def make_network(model: nn.Module, device: torch.device, input_size: int, backend: Backend = "auto") -> FaceNetwork:

@@ -75,17 +75,20 @@ class FaceDetector:
     """A thin front over MTCNN: ``detect`` takes a batch of same-size RGB frames.
 
     ``engine="cascade"`` (default) runs facenet-pytorch's networks through our batched cascade
-    driver (featurizers/mtcnn_cascade.py) with the networks in NHWC memory layout: on 2 CPU
-    cores about 3x as fast, the same boxes and landmarks to float tolerance.
-    ``engine="facenet"`` is ``facenet_pytorch.MTCNN.detect`` exactly as shipped.
+    driver (featurizers/mtcnn_cascade.py) on ``backend`` (featurizers/mtcnn_networks.py: torch,
+    or OpenVINO or ONNX Runtime on the CPU; ``auto`` as for the featurizer): on 2 CPU cores
+    about 3x as fast on torch, the same boxes and landmarks to float tolerance.
+    ``engine="facenet"`` is ``facenet_pytorch.MTCNN.detect`` exactly as shipped, on torch.
+    ``backend`` says which backend runs (``auto`` resolved).
     """
 
     def __init__(self, config: DetectorConfig, device: torch.device | str = "cpu",
-                 engine: DetectorEngine = "cascade") -> None:
+                 engine: DetectorEngine = "cascade", backend: str = "torch") -> None:
         import torch
         from facenet_pytorch import MTCNN
 
         from featurizers.mtcnn_cascade import CascadeSettings, MtcnnCascade
+        from featurizers.mtcnn_networks import make_cascade_networks
 
         self.config = config
         # select_largest=False keeps MTCNN's boxes in descending probability, as the reference.
@@ -99,13 +102,17 @@ class FaceDetector:
         )
         self._cascade: MtcnnCascade | None = None
         if engine == "cascade":
-            for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
-                net.to(memory_format=torch.channels_last)
+            networks = make_cascade_networks(self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
+                                             self._mtcnn.device, backend)
             settings = CascadeSettings(config.min_face_size, config.thresholds, config.factor)
-            self._cascade = MtcnnCascade(self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet, settings,
-                                         self._mtcnn.device)
+            self._cascade = MtcnnCascade(networks, settings, self._mtcnn.device)
+            self.backend = networks.backend
         elif engine != "facenet":
             raise ValueError(f"unknown detector engine {engine!r}; expected 'cascade' or 'facenet'")
+        elif backend != "torch":
+            raise ValueError(f"the facenet engine runs on torch only; got backend {backend!r}")
+        else:
+            self.backend = "torch"
 
     def detect(self, frames: np.ndarray) -> list[FrameFaces]:
         """Detect faces in frames of shape (N, H, W, 3) uint8 RGB; one FrameFaces per frame."""

@@ -3,10 +3,11 @@
 facenet-pytorch's ``detect_face`` resizes every candidate box through ``interpolate`` with
 tensor indexing (about 80 us a box, ~30 boxes a frame), builds its pyramid from a float copy
 of the frames, and runs R-Net on every candidate of a batch at once (about 1000 for 32 AFEW
-frames), which on the CPU spills the activations out of the caches. Here the pyramid and all
-crops of a stage come from one compiled area-resize call on the uint8 frames
-(featurizers/area_resize.py, bit-identical to ``interpolate``), and the networks run in NHWC
-memory layout and in cache-sized micro-batches.
+frames), which on the CPU spills the activations out of the caches. Here the whole pyramid
+comes from one compiled area-resize call on the uint8 frames (each frame summed once into a
+table that serves all its levels), and so do all crops of a stage (featurizers/area_resize.py,
+bit-identical to ``interpolate``); the networks take the NHWC crops as they are, in cache-sized
+micro-batches, on torch or on a CPU runtime (featurizers/mtcnn_networks.py).
 
 Everything else is facenet-pytorch's method, step by step: the same networks and weights,
 scale pyramid, thresholds, NMS stages and box arithmetic in float32. Boxes and landmarks
@@ -15,23 +16,22 @@ agree with ``facenet_pytorch.MTCNN.detect`` to float tolerance; the tests compar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
-from torch import nn
 from torchvision.ops import batched_nms
 
-from featurizers.area_resize import area_resize_boxes
+from featurizers.area_resize import area_pyramid, area_resize_boxes
+from featurizers.mtcnn_networks import CascadeNetworks
 
 PNET_CELL = 12
 """P-Net sees 12x12 windows with a stride of 2 pixels of the scaled frame."""
 PNET_STRIDE = 2
 RNET_SIZE = 24
 ONET_SIZE = 48
-CPU_MICRO_BATCH = {"rnet": 64, "onet": 16}
-"""Crops per network call on the CPU: measured on 2 cores, R-Net runs about 2x faster in batches
-of 64 than in one batch of 1000 (its activations then stay in cache). GPUs take all at once."""
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,22 @@ PIXEL_OFFSET, PIXEL_SCALE = 127.5, 0.0078125
 """MTCNN's input scaling, (x - 127.5) / 128: [0, 255] to about [-1, 1]."""
 
 
-def _network_input(frames: np.ndarray, frame_index: np.ndarray, top: np.ndarray, bottom: np.ndarray,
-                   left: np.ndarray, right: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """Boxes of the frames resized by area and scaled: NCHW in channels-last memory, on the device."""
-    resized = area_resize_boxes(frames, frame_index, top, bottom, left, right, height, width,
-                                PIXEL_OFFSET, PIXEL_SCALE, threads=torch.get_num_threads())
-    return torch.from_numpy(resized).to(device).permute(0, 3, 1, 2)
+Resized = TypeVar("Resized")
 
 
-def _micro_batched(net: nn.Module, crops: torch.Tensor, batch: int) -> tuple[torch.Tensor, ...]:
-    outputs = [net(crops[i:i + batch]) for i in range(0, len(crops), batch)]
-    return tuple(torch.cat(parts) for parts in zip(*outputs))
+def _keeping_torch_threads(resize: Callable[..., Resized], *args: object) -> Resized:
+    """Run an area resize on torch's thread count, and leave that count as it was.
+
+    numba's OpenMP threading layer, when it starts, sets the process's OpenMP thread count to
+    every core, which torch reads as its own: a worker limited to one torch thread would then
+    run one per core.
+    """
+    threads = torch.get_num_threads()
+    try:
+        return resize(*args, PIXEL_OFFSET, PIXEL_SCALE, threads)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:
@@ -135,16 +140,14 @@ def _min_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndar
 
 
 class MtcnnCascade:
-    """P-Net, R-Net and O-Net of a facenet-pytorch ``MTCNN``, run over batches of frames."""
+    """P-Net, R-Net and O-Net of a facenet-pytorch ``MTCNN``, run over batches of frames.
 
-    def __init__(self, pnet: nn.Module, rnet: nn.Module, onet: nn.Module, settings: CascadeSettings,
-                 device: torch.device) -> None:
-        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+    ``device`` is where the networks' outputs are (the box arithmetic runs there)."""
+
+    def __init__(self, networks: CascadeNetworks, settings: CascadeSettings, device: torch.device) -> None:
+        self.networks = networks
         self.settings = settings
         self.device = device
-        on_cpu = device.type == "cpu"
-        self._rnet_batch = CPU_MICRO_BATCH["rnet"] if on_cpu else 1 << 30
-        self._onet_batch = CPU_MICRO_BATCH["onet"] if on_cpu else 1 << 30
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> Detections:
@@ -157,13 +160,14 @@ class MtcnnCascade:
     def _propose(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over the scale pyramid; boxes (M, 5) x1 y1 x2 y2 score, squared."""
         s = self.settings
-        n, height, width = frames.shape[:3]
+        height, width = frames.shape[1:3]
         per_scale = [torch.zeros((0, 9), device=self.device)]  # frames smaller than a face: no level
         index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
-        whole = (np.arange(n), np.zeros(n), np.full(n, height), np.zeros(n), np.full(n, width))
-        for scale in pyramid_scales(height, width, s.min_face_size, s.factor):
-            scaled = _network_input(frames, *whole, int(height * scale + 1), int(width * scale + 1), self.device)
-            offsets, probs = self.pnet(scaled)
+        scales = pyramid_scales(height, width, s.min_face_size, s.factor)
+        sizes = [(int(height * scale + 1), int(width * scale + 1)) for scale in scales]
+        levels = _keeping_torch_threads(area_pyramid, frames, sizes) if scales else []
+        for scale, level in zip(scales, levels):
+            offsets, probs = self.networks.pnet(level)
             boxes, index = _pnet_boxes(offsets, probs[:, 1], scale, s.thresholds[0])
             keep = batched_nms(boxes[:, :4], boxes[:, 4], index, 0.5)
             per_scale.append(boxes[keep])
@@ -178,7 +182,7 @@ class MtcnnCascade:
         return _square(torch.cat([moved, boxes[:, 4:5]], dim=1)), index
 
     def _crops(self, frames: np.ndarray, boxes: torch.Tensor, frame_index: torch.Tensor,
-               size: int) -> tuple[torch.Tensor, torch.Tensor]:
+               size: int) -> tuple[np.ndarray, torch.Tensor]:
         """Normalised crops of the boxes that still overlap their frame, and which boxes those are.
 
         (facenet-pytorch skips the crop of a box wholly outside the frame but keeps the box,
@@ -189,7 +193,8 @@ class MtcnnCascade:
         top, bottom, left, right = bounds
         inside = torch.nonzero((bottom > top) & (right > left)).flatten()
         rows, tops, bottoms, lefts, rights = (v[inside].cpu().numpy() for v in (frame_index, *bounds))
-        return _network_input(frames, rows, tops, bottoms, lefts, rights, size, size, self.device), inside
+        crops = _keeping_torch_threads(area_resize_boxes, frames, rows, tops, bottoms, lefts, rights, size, size)
+        return crops, inside
 
     def _refine(self, frames: np.ndarray, boxes: torch.Tensor,
                 frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +203,7 @@ class MtcnnCascade:
             return boxes, frame_index
         crops, inside = self._crops(frames, boxes, frame_index, RNET_SIZE)
         boxes, frame_index = boxes[inside], frame_index[inside]
-        offsets, probs = _micro_batched(self.rnet, crops, self._rnet_batch)
+        offsets, probs = self.networks.rnet(crops)
         score = probs[:, 1]
         passed = score > self.settings.thresholds[1]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -212,7 +217,7 @@ class MtcnnCascade:
             return _no_detections()
         crops, inside = self._crops(frames, boxes, frame_index, ONET_SIZE)
         boxes, frame_index = boxes[inside], frame_index[inside]
-        offsets, points, probs = _micro_batched(self.onet, crops, self._onet_batch)
+        offsets, points, probs = self.networks.onet(crops)
         score = probs[:, 1]
         passed = score > self.settings.thresholds[2]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)

@@ -103,7 +103,7 @@ class ClipExtractor:
         device = select_device(config.device)
         model = load_network(self.spec, config.weights)
         self.embedder = FaceEmbedder(self.spec, model, device, config.backend)
-        self.detector = FaceDetector(config.detector, device)
+        self.detector = FaceDetector(config.detector, device, backend=config.backend)
         self.layout = config.layout
         self._align = self.layout.aligns_faces
 

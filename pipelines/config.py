@@ -85,7 +85,8 @@ class ExtractionConfig:
     face_batch_size: int = 32
     device: str = "auto"
     backend: Backend = "auto"
-    """Featurizer runtime: OpenVINO (else ONNX Runtime) on the CPU and torch on a GPU (auto), or forced."""
+    """Runtime of the featurizer and of the detector's networks: OpenVINO (else ONNX Runtime) on the
+    CPU and torch on a GPU (auto), or forced."""
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
     with_face_rows: bool = False
@@ -106,7 +107,8 @@ class ExtractionConfig:
         return DescriptorLayout(aggregation_for(self.dataset, self.group), self.spec.feature_dim)
 
     def resolved_backend(self) -> str:
-        """The backend the workers run for this configuration (``auto`` resolved, as they do)."""
+        """The backend the workers run for this configuration, featurizer and detector alike
+        (``auto`` resolved, as they do)."""
         return resolve_backend(self.backend, device_type(self.device))
 
     def provenance(self, weights_sha256: str) -> dict[str, Any]:
@@ -122,6 +124,7 @@ class ExtractionConfig:
             "featurizer_input_size": spec.input_size,
             "featurizer_emotion_tuned": spec.emotion_tuned,
             "featurizer_backend": backend,
+            "detector_backend": backend,
             "libraries": descriptor_library_versions(backend),
             "weights_sha256": weights_sha256,
             "layout": self.layout.to_dict(),

@@ -79,7 +79,7 @@ class FaceWriter:
 
         self.config = config
         self.root = Path(root)
-        self.detector = FaceDetector(config.detector, select_device(config.device))
+        self.detector = FaceDetector(config.detector, select_device(config.device), backend=config.backend)
         self.align = config.layout.aligns_faces
 
     def export(self, ref: ClipRef) -> list[dict[str, Any]]:

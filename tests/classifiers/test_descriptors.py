@@ -118,6 +118,10 @@ def test_runtime_differences_name_each_library_and_the_backend(caplog: pytest.Lo
         "featurizer backend openvino -> onnx", "onnxruntime not used -> 1.32.0", "openvino 2026.4.1 -> not used",
         "pillow 12.3.0 -> 13.0.0"]
     assert runtime_differences({"featurizer_backend": "auto"}, moved) == []  # older tables: nothing to compare
+    detector_moved = {**same, "detector_backend": "torch"}
+    assert runtime_differences({**trained, "detector_backend": "openvino"}, detector_moved) == [
+        "detector backend openvino -> torch"]
+    assert runtime_differences(trained, detector_moved) == []  # made before the detector's backend was recorded
     with caplog.at_level(logging.WARNING):
         warn_if_runtimes_differ(trained, moved, trained_what="model m", found_what="descriptors d")
     assert "model m was trained on descriptors made with other versions than descriptors d" in caplog.text

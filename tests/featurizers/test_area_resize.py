@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from featurizers.area_resize import area_resize_boxes
+from featurizers import area_resize
+from featurizers.area_resize import area_pyramid, area_resize_boxes
 
 
 def torch_area(frames: np.ndarray, frame: int, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
@@ -67,3 +68,32 @@ def test_the_result_does_not_depend_on_the_thread_count(frames):
     whole = (np.arange(n), np.zeros(n), np.full(n, height), np.zeros(n), np.full(n, width))
     one = area_resize_boxes(frames, *whole, 17, 25, threads=1)
     np.testing.assert_array_equal(one, area_resize_boxes(frames, *whole, 17, 25, threads=2))
+
+
+@pytest.mark.parametrize("ratio", [0.0, float("inf")])
+def test_boxes_from_a_summed_area_table_or_summed_one_by_one_equal_torch(frames, monkeypatch, ratio):
+    monkeypatch.setattr(area_resize, "TABLE_AREA_RATIO", ratio)  # 0: every frame gets a table; inf: none does
+    rng = np.random.default_rng(2)
+    boxes = []
+    for _ in range(30):
+        top, left = int(rng.integers(0, 50)), int(rng.integers(0, 75))
+        boxes.append((int(rng.integers(0, 3)), top, int(rng.integers(top + 1, 58)), left, int(rng.integers(left + 1, 84))))
+    index, top, bottom, left, right = (np.array(v) for v in zip(*boxes))
+    got = area_resize_boxes(frames, index, top, bottom, left, right, 24, 24)
+    np.testing.assert_array_equal(got, np.stack([torch_area(frames, f, (t, b, l, r), (24, 24)) for f, t, b, l, r in boxes]))
+
+
+@pytest.mark.parametrize("table_pixels", [area_resize.INT32_TABLE_PIXELS, 100])  # 100: int64 tables
+def test_pyramid_levels_equal_torchs_interpolate_area(frames, monkeypatch, table_pixels):
+    monkeypatch.setattr(area_resize, "INT32_TABLE_PIXELS", table_pixels)
+    sizes = [(22, 32), (12, 17), (57, 83), (70, 90)]  # smaller, the same size, larger than the frame
+    levels = area_pyramid(frames, sizes, offset=127.5, scale=0.0078125, threads=2)
+    planar = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    for level, size in zip(levels, sizes):
+        expected = torch.nn.functional.interpolate(planar, size=size, mode="area").permute(0, 2, 3, 1)
+        np.testing.assert_array_equal(level, ((expected - 127.5) * 0.0078125).numpy())
+
+
+def test_a_pyramid_level_without_pixels_is_refused(frames):
+    with pytest.raises(ValueError, match="at least one pixel"):
+        area_pyramid(frames, [(10, 0)])

@@ -51,6 +51,7 @@ def test_sample_gives_one_row_per_clip_with_provenance(afew_direct):
     assert provenance["layout"]["blocks"]["max"] == [3840, 5120]
     assert provenance["detector"]["min_face_size"] == 32 and provenance["frames"]["step"] == 5
     assert provenance["featurizer_backend"] == "openvino"  # what `auto` ran, not `auto`
+    assert provenance["detector_backend"] == "openvino"  # the detector follows --backend
     libraries = provenance["libraries"]
     assert openvino.__version__.startswith(libraries["openvino"]) and "onnxruntime" not in libraries
     assert libraries["pillow"] == PIL.__version__ and torch.__version__.startswith(libraries["torch"])
