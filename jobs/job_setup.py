@@ -172,7 +172,8 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="faces per featurizer call")
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     parser.add_argument("--backend", default=ExtractionConfig.backend, choices=BACKENDS,
-                        help="featurizer runtime: auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
+                        help="runtime of the featurizer and the face detector's networks: "
+                             "auto = OpenVINO (else ONNX Runtime) on the CPU, torch on a GPU")
     parser.add_argument("--clip-timeout", type=float,
                         help="seconds a clip may wait on its decoder before it fails "
                              "(default 60 + 0.1 per MB + 0.05 per frame)")
