@@ -173,9 +173,12 @@ class OnnxNetwork(OnnxModel):
 
 
 # What OpenVINO compiles the featurizer with (besides the thread count).
-OPENVINO_COMPILE_SETTINGS: dict[str, str] = {
+OPENVINO_COMPILE_SETTINGS: dict[str, str | bool] = {
     "PERFORMANCE_HINT": "LATENCY",  # one request using every thread; THROUGHPUT was 2.5x slower here
     "INFERENCE_PRECISION_HINT": "f32",  # some CPUs would otherwise run bf16
+    # OpenVINO pins the calling thread to a core for each inference by default: every worker
+    # process on a machine took core 0, and two single-thread workers ran at the speed of one.
+    "ENABLE_CPU_PINNING": False,
 }
 
 

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -108,3 +109,31 @@ def test_a_half_written_compiled_model_is_compiled_again_not_trusted(cache):
     assert not network.loaded_from_cache
     eager = backends.TorchNetwork(model, torch.device("cpu"))(BATCH)
     np.testing.assert_allclose(network(BATCH)[0], eager[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning to one core shows only with two or more")
+def test_openvino_leaves_the_calling_thread_free_to_run_on_every_core(cache):
+    """OpenVINO pins the thread that runs an inference to one core by default; every worker
+    process then took the same core. Sampled from outside while inferences run."""
+    import threading
+
+    network = backends.make_network(load_hsemotion_model(TINY_B0), torch.device("cpu"), 96, "openvino")
+    allowed = os.sched_getaffinity(0)
+    started, stop, seen = threading.Event(), threading.Event(), []
+
+    def infer() -> None:
+        seen.append(threading.get_native_id())
+        started.set()
+        while not stop.is_set():
+            network(BATCH)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    started.wait(10)
+    masks = []
+    for _ in range(300):
+        masks.append(os.sched_getaffinity(seen[0]))
+        time.sleep(0.002)
+    stop.set()
+    worker.join()
+    assert all(mask == allowed for mask in masks), {frozenset(m) for m in masks}
