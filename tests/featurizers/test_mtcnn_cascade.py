@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from detections import assert_same_faces
 from videos import SAMPLES
 from featurizers.decode import FrameSampling, iter_frame_chunks
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
@@ -40,13 +41,7 @@ def test_pixel_bounds_truncate_and_clip_to_the_frame_keeping_mtcnns_one_pixel_of
 def test_cascade_finds_what_facenet_pytorch_finds(clip, config):
     cascade, stock = FaceDetector(config), FaceDetector(config, engine="facenet")
     frames = next(iter(iter_frame_chunks(str(SAMPLES / clip), FrameSampling(chunk_size=16)))).frames
-    found, expected = cascade.detect(frames), stock.detect(frames)
-    assert sum(len(f) for f in expected) >= len(frames)  # faces in every frame: a real comparison
-    for ours, theirs in zip(found, expected):
-        assert len(ours) == len(theirs)
-        np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=1e-3)
-        np.testing.assert_allclose(ours.landmarks, theirs.landmarks, atol=1e-3)
-        np.testing.assert_allclose(ours.probs, theirs.probs, atol=1e-5)
+    assert_same_faces(cascade.detect(frames), stock.detect(frames), len(frames))
 
 
 def test_cascade_handles_frames_with_nothing_to_find():
