@@ -331,7 +331,8 @@ class _DecoderProcess:
         self.close()
 
     def close(self) -> None:
-        """Stop the child (it may be stuck) and release the pipes and the shared memory."""
+        """Release the shared memory; keep the child for the next video if this one ended cleanly,
+        else stop it (it may be stuck mid-video) and release its pipes."""
         if self._shared is not None:
             self._shared.close()
             self._shared = None
