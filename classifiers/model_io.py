@@ -10,7 +10,6 @@ descriptors from another featurizer or layout.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import zipfile
 from dataclasses import asdict, dataclass, field

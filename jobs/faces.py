@@ -62,9 +62,9 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the export; returns the exit code (1 when any clip failed, 2 on a usage error)."""
-    from pipelines.face_export import run_face_export
-
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
+    from pipelines.face_export import run_face_export  # Beam, torch and the detector: not for --help
+
     try:
         check_output_folder(args.output, replaced_whole=True)
         config = config_from_args(args)

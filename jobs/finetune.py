@@ -23,16 +23,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-import torch
+from typing import TYPE_CHECKING
 
-from featurizers.checkpoints import checkpoint_sha256
-from featurizers.embed import load_network, select_device
 from featurizers.errors import EmotiwError
-from featurizers.face_images import class_weights, list_image_folder, split_by_group
-from featurizers.finetune import FinetuneResult, FinetuneSettings, attach_new_head, finetune
-from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
+from featurizers.finetune_settings import FinetuneSettings
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
+
+if TYPE_CHECKING:  # torch, timm and matplotlib load once a run starts, not for --help
+    from featurizers.finetune import FinetuneResult
+    from featurizers.finetuned import FinetunedDescription
 
 log = logging.getLogger("jobs.finetune")
 HISTORY_FILE = "history.json"
@@ -102,6 +102,14 @@ def write_learning_curve(result: FinetuneResult, path: Path) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Fine-tune and write the featurizer folder; returns the exit code."""
     args, _ = parse_job_args(build_parser(), argv, beam=False)
+    import torch
+
+    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embed import load_network, select_device
+    from featurizers.face_images import class_weights, list_image_folder, split_by_group
+    from featurizers.finetune import attach_new_head, finetune
+    from featurizers.finetuned import FinetunedDescription
+
     try:
         check_output_folder(args.output)
         settings = FinetuneSettings(
@@ -161,6 +169,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def publish_folder(output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str]) -> None:
     """Write everything into a staging folder beside ``output`` and rename it into place."""
+    from featurizers.finetuned import save_featurizer_folder
     from pipelines.output import publish, staging_dir
 
     staging = Path(staging_dir(output))  # a local folder
