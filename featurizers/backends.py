@@ -172,7 +172,7 @@ class OnnxNetwork(OnnxModel):
         return pooled, logits
 
 
-# What OpenVINO compiles the featurizer with (besides the thread count).
+# What OpenVINO compiles every network with, the featurizer and the detector's (besides the thread count).
 OPENVINO_COMPILE_SETTINGS: dict[str, str | bool] = {
     "PERFORMANCE_HINT": "LATENCY",  # one request using every thread; THROUGHPUT was 2.5x slower here
     "INFERENCE_PRECISION_HINT": "f32",  # some CPUs would otherwise run bf16
