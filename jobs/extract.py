@@ -20,9 +20,9 @@ from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
-                            parse_job_args, pipeline_options, report_summary)
+                            list_job_clips, parse_job_args, pipeline_options, report_summary)
 from pipelines.config import ExtractionConfig
-from pipelines.datasets import SAMPLE_ROOT, list_clips
+from pipelines.datasets import SAMPLE_ROOT
 
 log = logging.getLogger("jobs.extract")
 
@@ -84,15 +84,10 @@ def run(argv: list[str] | None = None) -> int:
         if args.frames_output is not None:
             check_output_folder(args.frames_output, "--frames-output", replaced_whole=True)
         root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
-        refs, warnings = list_clips(args.dataset, root, args.split)
+        refs, warnings = list_job_clips(args.dataset, root, args.split, log)
         weights_sha = checkpoint_sha256(resolve_weights_path(config.spec, config.weights))
     except (EmotiwError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for warning in warnings:
-        log.warning("%s", warning)
-    if not refs:
-        print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
     provenance = config.provenance(weights_sha)
     if not config.spec.emotion_tuned:

@@ -26,9 +26,10 @@ from typing import Sequence
 from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER
-from jobs.job_setup import check_output_folder, configure_logging, parse_job_args, pipeline_options, report_summary
+from jobs.job_setup import (check_output_folder, configure_logging, list_job_clips, parse_job_args,
+                            pipeline_options, report_summary)
 from pipelines.config import ExtractionConfig
-from pipelines.datasets import SAMPLE_ROOT, list_clips
+from pipelines.datasets import SAMPLE_ROOT
 
 log = logging.getLogger("jobs.faces")
 
@@ -69,14 +70,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         check_output_folder(args.output, replaced_whole=True)
         config = config_from_args(args)
         root = args.data_root or SAMPLE_ROOT / args.dataset
-        refs, warnings = list_clips(args.dataset, root, args.split)
+        refs, _ = list_job_clips(args.dataset, root, args.split, log)
     except (EmotiwError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for warning in warnings:
-        log.warning("%s", warning)
-    if not refs:
-        print(f"error: no clips found under {root}", file=sys.stderr)
         return 2
     summary = run_face_export(refs, config, args.output, pipeline_options(beam_args))
     return report_summary(summary, args.output)

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurizers.errors import OutputPathError
+from featurizers.errors import DatasetLayoutError, OutputPathError
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.records import ClipRef
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 # The DirectRunner's own batch engine. Named directly because, left to choose, Beam's
@@ -188,3 +190,18 @@ def report_summary(summary: Any, output: str | os.PathLike[str]) -> int:
     for clip_id, error in sorted(summary.failures.items()):
         print(f"  failed: {clip_id}: {error}", file=sys.stderr)
     return 1 if summary.error else 0
+
+
+def list_job_clips(dataset: str, root: Path, split: str, log: logging.Logger) -> tuple[list[ClipRef], list[str]]:
+    """The clips a job runs on, with the listing's warnings (logged here too).
+
+    Raises :class:`DatasetLayoutError` when nothing is found: a job with no clips is a usage error.
+    """
+    from pipelines.datasets import list_clips
+
+    refs, warnings = list_clips(dataset, root, split)
+    for warning in warnings:
+        log.warning("%s", warning)
+    if not refs:
+        raise DatasetLayoutError(f"no clips found under {root}")
+    return refs, warnings

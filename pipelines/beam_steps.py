@@ -44,6 +44,7 @@ from pipelines.segments import (
     planning_shard_count,
     segment_ranges,
     tasks_of_shard,
+    whole_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,8 @@ def planning_elements(refs: Iterable[ClipRef], config: ExtractionConfig) -> list
     :func:`pipelines.segments.planning_shard_count`.
     """
     sampling = config.sampling
-    chunks = -(-max(config.segment_frames, 0) // sampling.chunk_size)
-    native_frames = chunks * sampling.chunk_size * (sampling.step if sampling.target_fps is None else 1)
+    segment_frames = whole_chunks(max(config.segment_frames, 0), sampling.chunk_size)
+    native_frames = segment_frames * (sampling.step if sampling.target_fps is None else 1)
     elements = []
     for ref in refs:
         size = None
@@ -300,6 +301,19 @@ class WriteShardsFn(beam.DoFn):
         if rows:
             schema = self._schema or descriptor_table_schema(self._config.layout, self._provenance)
             write_shard(rows, self._clips_dir, schema)
+
+
+def run_to_completion(pipeline: beam.Pipeline) -> None:
+    """Run the pipeline and wait for it; then close the Dask runner's client, which Beam leaves
+    open (and with it the local cluster it started when no address was given), so that its
+    workers do not outlive the job."""
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
 
 
 def describe_and_write(

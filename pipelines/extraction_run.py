@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.aggregate import ClipAccumulator
-from pipelines.beam_steps import describe_and_write
+from pipelines.beam_steps import describe_and_write, run_to_completion
 from pipelines.clip_extractor import clip_row
 from pipelines.config import ExtractionConfig
 from pipelines.face_rows import remove_face_rows
@@ -77,15 +77,7 @@ def run_extraction(
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline, refs, config, provenance, str(clips_staging),
                        str(faces_staging) if faces_staging else None)
-    result = pipeline.run()
-    try:
-        result.wait_until_finish()
-    finally:
-        # Beam's Dask runner leaves its distributed client open (and with it the local cluster
-        # it started when no address was given); close it so workers do not outlive the job.
-        client = getattr(result, "client", None)
-        if client is not None:
-            client.close()
+    run_to_completion(pipeline)
     schema = descriptor_table_schema(config.layout, provenance)
     duplicates = deduplicate_shards(clips_staging, schema)
     if duplicates:

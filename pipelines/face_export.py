@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 from PIL import Image
 
-from pipelines.beam_steps import acquire_shared
+from pipelines.beam_steps import acquire_shared, run_to_completion
 from pipelines.config import ExtractionConfig
 from pipelines.output import publish, read_columns, shard_paths, staging_dir, write_atomically
 from pipelines.records import ClipRef
@@ -196,13 +196,7 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
          | "RedistributeClips" >> beam.Reshuffle()
          | "ExportFaces" >> beam.ParDo(ExportFacesFn(config, str(staging), len(refs)))
          | "WriteManifestShards" >> beam.ParDo(WriteManifestShardsFn(str(shards))))
-    result = pipeline.run()
-    try:
-        result.wait_until_finish()
-    finally:
-        client = getattr(result, "client", None)  # the Dask runner's client (see extraction_run)
-        if client is not None:
-            client.close()
+    run_to_completion(pipeline)
     seen = set(read_columns(shards, ["clip_id"])["clip_id"])
     lost = [clip_only_row(r, "error", "no result came back from the runner") for r in refs if r.clip_id not in seen]
     if lost:

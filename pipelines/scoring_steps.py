@@ -20,12 +20,11 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.utils import shared
 
-from pipelines.beam_steps import acquire_shared, describe_and_write
+from pipelines.beam_steps import acquire_shared, describe_and_write, run_to_completion
 from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S, ExtractionConfig
 from pipelines.records import ClipRef, ClipResult
 
 log = logging.getLogger(__name__)
-
 
 
 class ScoreClipsFn(beam.DoFn):
@@ -63,10 +62,4 @@ def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenan
     describe_and_write(pipeline, refs, config, provenance, staged_dir,
                        None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
                        flush_rows=flush_rows, flush_seconds=flush_seconds)
-    result = pipeline.run()
-    try:
-        result.wait_until_finish()
-    finally:
-        client = getattr(result, "client", None)  # the Dask runner's client: see run_extraction
-        if client is not None:
-            client.close()
+    run_to_completion(pipeline)

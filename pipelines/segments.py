@@ -50,6 +50,11 @@ class SegmentResult:
     """Sampled frames the decoder left out as undecodable."""
 
 
+def whole_chunks(frames: int, chunk_frames: int) -> int:
+    """``frames`` rounded up to whole decoding chunks; 0 or less stays 0 or less (splitting off)."""
+    return -(-frames // chunk_frames) * chunk_frames
+
+
 def segment_ranges(n_frames: int, step: int, segment_frames: int, chunk_frames: int = 1) -> list[FrameRange]:
     """Consecutive native-frame ranges holding ``segment_frames`` sampled frames each.
 
@@ -62,7 +67,7 @@ def segment_ranges(n_frames: int, step: int, segment_frames: int, chunk_frames: 
     """
     if step < 1 or chunk_frames < 1:
         raise ValueError(f"frame step and chunk size must be >= 1, got {step} and {chunk_frames}")
-    segment_frames = -(-segment_frames // chunk_frames) * chunk_frames
+    segment_frames = whole_chunks(segment_frames, chunk_frames)
     if segment_frames <= 0 or n_frames <= segment_frames * step:
         return [(0, max(n_frames, 0))]
     span = segment_frames * step

@@ -148,3 +148,17 @@ def test_a_folder_the_user_may_not_write_in_is_refused():
     finally:
         os.chmod(folder, 0o755)
         shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("job", ["extract", "faces"])
+def test_a_dataset_folder_without_clips_is_a_usage_error(job, tmp_path, capsys):
+    from jobs import faces
+
+    run = {"extract": extract.run, "faces": faces.run}[job]
+    (tmp_path / "empty" / "Train").mkdir(parents=True)  # for faces: a VGAF layout with no clip in it
+    (tmp_path / "empty" / "Train_labels.txt").write_text("Vid_name Label\n")
+    dataset = ["--dataset", "folder"] if job == "extract" else ["--dataset", "vgaf"]
+    code = run([*dataset, "--data-root", str(tmp_path / "empty"), "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert f"error: no clips found under {tmp_path / 'empty'}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
