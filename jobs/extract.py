@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
-from jobs.job_setup import (add_featurizer_runtime_arguments, check_output_folder, configure_logging,
-                            list_job_clips, parse_job_args, pipeline_options, report_summary)
+from jobs.job_setup import (add_face_selection_arguments, add_featurizer_runtime_arguments, check_output_folder,
+                            configure_logging, detector_from_args, list_job_clips, parse_job_args, pipeline_options,
+                            report_summary)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT
 
@@ -38,12 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a registry name ({', '.join(sorted(FEATURIZERS))}) or a folder written by "
                              "jobs.finetune")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
-    sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
-    sampling.add_argument("--target-fps", type=float, help="use about this many frames per second")
-    parser.add_argument("--face-choice", choices=("confidence", "largest"), default="confidence",
-                        help="one-face-per-frame datasets: most confident box (reference code) or largest")
-    parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
+    add_face_selection_arguments(parser)
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
     parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
@@ -51,15 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
-    detector = ExtractionConfig.default_detector(args.dataset, args.group)
-    detector = replace(detector, face_choice=args.face_choice)
-    if args.min_face_size is not None:
-        detector = replace(detector, min_face_size=args.min_face_size)
     return ExtractionConfig(
         dataset=args.dataset,
         featurizer=canonical_featurizer(args.featurizer),
         weights=args.weights,
-        detector=detector,
+        detector=detector_from_args(args, args.group),
         sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps, clip_timeout_s=args.clip_timeout),
         face_batch_size=args.batch_size,
         device=args.device,

@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from featurizers.decode import FrameSampling
 from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER
-from jobs.job_setup import (check_output_folder, configure_logging, list_job_clips, parse_job_args,
-                            pipeline_options, report_summary)
+from jobs.job_setup import (add_face_selection_arguments, check_output_folder, configure_logging, detector_from_args,
+                            list_job_clips, parse_job_args, pipeline_options, report_summary)
 from pipelines.config import ExtractionConfig
 from pipelines.datasets import SAMPLE_ROOT
 
@@ -41,22 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train", choices=("train", "val", "test", "all"),
                         help="default train (unlabelled clips, e.g. AFEW's test split, are listed and skipped)")
     parser.add_argument("--output", required=True, type=Path, help="image folder to write")
-    sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
-    sampling.add_argument("--target-fps", type=float, help="use about this many frames per second")
-    parser.add_argument("--face-choice", choices=("confidence", "largest"), default="confidence",
-                        help="one-face-per-frame datasets: most confident box (reference code) or largest")
-    parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
+    add_face_selection_arguments(parser)
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
     """The extraction settings whose faces are exported (the featurizer is not used)."""
-    detector = replace(ExtractionConfig.default_detector(args.dataset), face_choice=args.face_choice)
-    if args.min_face_size is not None:
-        detector = replace(detector, min_face_size=args.min_face_size)
-    return ExtractionConfig(dataset=args.dataset, featurizer=DEFAULT_FEATURIZER, detector=detector,
+    return ExtractionConfig(dataset=args.dataset, featurizer=DEFAULT_FEATURIZER, detector=detector_from_args(args),
                             sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
                             device=args.device)
 

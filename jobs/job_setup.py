@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from featurizers.errors import DatasetLayoutError, OutputPathError
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from featurizers.detect import DetectorConfig
     from pipelines.records import ClipRef
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -161,6 +163,28 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("apache_beam", "distributed", "dask"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_face_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--frame-step`` | ``--target-fps``, ``--face-choice`` and ``--min-face-size``: which frames
+    and faces a job takes, the same flags in every job that reads faces (``jobs.faces`` exports
+    the faces ``jobs.extract`` describes with the same flags)."""
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--frame-step", type=int, default=1, help="use every N-th frame (default 1: all)")
+    sampling.add_argument("--target-fps", type=float, help="use about this many frames per second")
+    parser.add_argument("--face-choice", choices=("confidence", "largest"), default="confidence",
+                        help="one-face-per-frame datasets: most confident box (reference code) or largest")
+    parser.add_argument("--min-face-size", type=int, help="MTCNN minimum face size (default 32 AFEW, 64 VGAF)")
+
+
+def detector_from_args(args: argparse.Namespace, group: bool = False) -> DetectorConfig:
+    """The dataset's detector settings with the face selection flags applied."""
+    from pipelines.config import ExtractionConfig
+
+    detector = replace(ExtractionConfig.default_detector(args.dataset, group), face_choice=args.face_choice)
+    if args.min_face_size is not None:
+        detector = replace(detector, min_face_size=args.min_face_size)
+    return detector
 
 
 def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
