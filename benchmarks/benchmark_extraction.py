@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
-import os
 import sys
 import threading
 import time
@@ -35,12 +35,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.plain_loop import plain_loop_descriptor, plain_loop_models  # noqa: E402
 from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video  # noqa: E402
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS  # noqa: E402
-from pipelines.clip_extractor import ClipExtractor, faces_of_chunk  # noqa: E402
-from pipelines.config import ExtractionConfig  # noqa: E402
-from pipelines.datasets import SAMPLE_ROOT, list_clips  # noqa: E402
-from pipelines.reference_loop import plain_loop_descriptor, plain_loop_models  # noqa: E402
+from pipelines.extraction.clip_describer import ClipExtractor, faces_of_chunk  # noqa: E402
+from pipelines.extraction.datasets import SAMPLE_ROOT, list_clips  # noqa: E402
+from pipelines.extraction.settings import ExtractionConfig  # noqa: E402
 
 
 def peak_rss_mib() -> float:

@@ -63,9 +63,9 @@ class TreeRss:
 def describe_one(path: str, frame_step: int) -> dict:
     """Describe one clip in this process and report what it cost."""
     from featurizers.decode import FrameSampling, probe_video
-    from pipelines.clip_extractor import ClipExtractor
-    from pipelines.config import ExtractionConfig
-    from pipelines.records import ClipRef
+    from pipelines.extraction.clip_describer import ClipExtractor
+    from pipelines.extraction.clip_records import ClipRef
+    from pipelines.extraction.settings import ExtractionConfig
 
     config = ExtractionConfig(dataset="folder", featurizer="effnet_lite0_imagenet",
                               sampling=FrameSampling(step=frame_step), with_face_rows=True)

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifiers.scoring import scores_metadata, scores_schema, scores_table  # noqa: E402
 from jobs import extract, score, train  # noqa: E402
-from pipelines import scoring_run  # noqa: E402
 from jobs.job_setup import configure_logging  # noqa: E402
-from pipelines.datasets import SAMPLE_ROOT  # noqa: E402
-from pipelines.score_store import ScoreStore, new_run_id  # noqa: E402
+from pipelines.extraction.datasets import SAMPLE_ROOT  # noqa: E402
+from pipelines.scoring import scoring_run  # noqa: E402
+from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 HAPPY = SAMPLE_ROOT / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
 NEUTRAL = SAMPLE_ROOT / "afew" / "Train_AFEW" / "Neutral" / "000002002.avi"
@@ -87,11 +87,11 @@ def synthetic_state(rows: int, setup: scoring_run.ScoringSetup, output: str) -> 
 
 
 def timed_run(setup: scoring_run.ScoringSetup, listing: pd.DataFrame, argv: list[str]) -> dict[str, float]:
-    args, beam_args = score.build_parser().parse_known_args(argv)
+    settings = score.scoring_settings(*score.build_parser().parse_known_args(argv))
     before = memory_kib("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    counts, _ = scoring_run.score_archive(setup, listing, args, new_run_id(), beam_args)
+    counts, _ = scoring_run.score_archive(setup, listing, settings, new_run_id())
     seconds = time.perf_counter() - started
     peak = memory_kib("VmHWM")
     print(f"  {counts.line()}")
@@ -117,11 +117,12 @@ def main() -> None:
         for i in range(args.new):
             shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:03d}.avi")
         argv = ["--model", str(model), "--input", str(archive), "--output", output]
-        setup = scoring_run.prepare(score.build_parser().parse_known_args(argv)[0])
+        settings = score.scoring_settings(*score.build_parser().parse_known_args(argv))
+        setup = scoring_run.prepare(settings)
         started = time.perf_counter()
         listing = synthetic_state(args.rows, setup, output)
         print(f"state of {args.rows} scored videos written in {time.perf_counter() - started:.1f} s")
-        new = scoring_run.list_archive(score.build_parser().parse_known_args(argv)[0])
+        new = scoring_run.list_archive(settings)
         new["key"] = "new/" + new["key"]
         night = pd.concat([listing, new], ignore_index=True)
         print(f"run over {len(night)} listed videos ({args.new} new):")

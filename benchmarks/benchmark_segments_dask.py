@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
     from featurizers.decode import FrameSampling
     from featurizers.registry import DEFAULT_FEATURIZER
     from jobs import extract
-    from pipelines.beam_steps import planning_elements
-    from pipelines.config import ExtractionConfig
-    from pipelines.records import ClipRef
+    from pipelines.extraction.clip_records import ClipRef
+    from pipelines.extraction.settings import ExtractionConfig
+    from pipelines.graph.planning import planning_elements
 
     work = Path(tempfile.mkdtemp(prefix="segments-dask-"))
     root = work / "videos"

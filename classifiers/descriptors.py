@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurizers.errors import DatasetLayoutError, IncompatibleArtifactsError
-from pipelines.schema import class_names, read_provenance
+from common.errors import DatasetLayoutError, IncompatibleArtifactsError
+from common.schema import class_names, read_provenance
 
 logger = logging.getLogger(__name__)
 

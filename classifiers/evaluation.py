@@ -19,7 +19,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.pipeline import Pipeline
 
 from classifiers.descriptors import DescriptorSet, encode_labels
-from featurizers.errors import DatasetLayoutError
+from common.errors import DatasetLayoutError
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import sklearn
 import skops
 import skops.io as sio
-import sklearn
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError
-from pipelines.output import write_atomically
+from common.errors import CheckpointFormatError, UnsafeCheckpointError
+from common.parquet_io import write_atomically
 
 MODEL_FORMAT_VERSION = 1
 MODEL_FILE = "model.skops"

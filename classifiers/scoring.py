@@ -1,9 +1,9 @@
 """Scores of archive videos: the table's columns, predictions, and rows built from descriptor rows.
 
 Everything here is a pure function on numpy arrays, dicts and pandas frames. Which videos a
-run scores, and where the rows are kept, live in ``pipelines.archive_state`` and
-``pipelines.score_store``; the Beam step that calls :func:`score_row` on the workers in
-``pipelines.scoring_steps``.
+run scores, and where the rows are kept, live in ``pipelines.scoring.archive_state`` and
+``pipelines.scoring.score_store``; the Beam step that calls :func:`score_row` on the workers in
+``pipelines.graph.scoring_steps``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.evaluation import class_scores
-from pipelines.schema import PROVENANCE_KEY
+from common.schema import PROVENANCE_KEY
 
 SCORING_KEY = b"emotiw_video_scoring"
 """Schema-metadata key of the model that wrote a scores table (the extraction's sits under PROVENANCE_KEY)."""
@@ -86,7 +86,7 @@ def score_row(clip: Mapping[str, Any], pipeline: Pipeline, classes: Sequence[str
     """The scores row of one described clip (a descriptor-table row whose ``clip_id`` is the video's key).
 
     Size, modification time and attempts are left empty: the run's plan, not the worker,
-    knows them (``pipelines.archive_state.settle_rows`` fills them in).
+    knows them (``pipelines.scoring.archive_state.settle_rows`` fills them in).
     """
     usable = clip["status"] == "ok" and bool(clip["has_face"])
     X = np.asarray(clip["descriptor"], dtype=np.float32).reshape(1, -1)

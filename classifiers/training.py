@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from classifiers.descriptors import DescriptorSet, encode_labels
-from featurizers.errors import DatasetLayoutError
+from common.errors import DatasetLayoutError
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-
 _MAX_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 TABLE_AREA_RATIO = 0.5
 """A frame gets a summed-area table when its boxes' areas add up to this many frames or more.

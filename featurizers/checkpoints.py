@@ -35,8 +35,8 @@ from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedRes
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
-from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
-from featurizers.registry import HSEMOTION_PUBLISHED_AT
+from common.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
+from featurizers.featurizer_spec import HSEMOTION_PUBLISHED_AT
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizers.errors import VideoDecodeError
+from common.errors import VideoDecodeError
 from featurizers.decode_child import SLOTS
-
 
 DECODE_TIMEOUT_BASE_S = 60.0
 DECODE_TIMEOUT_PER_FRAME_S = 0.05

@@ -6,7 +6,7 @@ rate, then decodes the frames it is sent into two slots of a shared memory file 
 slot holds what; it reuses a slot only when the parent gives it back, so it is never more than
 two chunks ahead (backpressure). Then it waits for the next video's path.
 A decoder that hangs or aborts takes only this process down; the parent turns that into a
-:class:`~featurizers.errors.VideoDecodeError` for the clip.
+:class:`~common.errors.VideoDecodeError` for the clip.
 
 Messages (pickled over the two pipes):
   child -> parent: ("info", n_frames, fps, declared_frames) | ("chunk", slot, frame_indices, n_lost, shape)

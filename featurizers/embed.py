@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.errors import CheckpointFormatError
 from featurizers.backends import Backend, make_network
 from featurizers.checkpoints import load_hsemotion_model
-from featurizers.errors import CheckpointFormatError
 from featurizers.registry import FeaturizerSpec, resolve_weights_path
 
 

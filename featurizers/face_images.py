@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from featurizers.errors import DatasetLayoutError
+from common.errors import DatasetLayoutError
 
 log = logging.getLogger(__name__)
 

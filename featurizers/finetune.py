@@ -24,8 +24,8 @@ from torch import nn
 
 from featurizers.embed import preprocess_faces
 from featurizers.face_images import LabelledImage, load_rgb
-from featurizers.registry import FeaturizerSpec
 from featurizers.finetune_settings import FinetuneSettings
+from featurizers.registry import FeaturizerSpec
 from featurizers.sam import SharpnessAware, frozen_batch_norm_statistics
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featurizers.errors import CheckpointFormatError, WeightsNotFoundError
-from featurizers.registry import (FINETUNED_CONFIG_FILE, FINETUNED_WEIGHTS_FILE, FeaturizerSpec,
-                                  RESIZE_INTERPOLATION)
+from common.errors import CheckpointFormatError, WeightsNotFoundError
+from featurizers.featurizer_spec import FINETUNED_CONFIG_FILE, FINETUNED_WEIGHTS_FILE, RESIZE_INTERPOLATION, FeaturizerSpec
 
 FORMAT_NAME = "emotiw-video fine-tuned featurizer"
 FORMAT_VERSION = 1
@@ -135,14 +134,12 @@ def save_featurizer_folder(folder: str | os.PathLike[str], model: Any, descripti
 
     from safetensors.torch import save_file
 
-    from featurizers.checkpoints import checkpoint_sha256
-
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     weights = root / FINETUNED_WEIGHTS_FILE
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(weights), metadata={"format": FORMAT_NAME, "architecture": description.architecture})
-    description = replace(description, weights_sha256=checkpoint_sha256(weights))
+    description = replace(description, weights_sha256=_sha256(weights))
     (root / FINETUNED_CONFIG_FILE).write_text(json.dumps(description.to_json(), indent=2) + "\n")
     return root
 
@@ -153,14 +150,12 @@ def load_finetuned_model(folder: str | os.PathLike[str]) -> Any:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from featurizers.checkpoints import checkpoint_sha256
-
     root = Path(folder)
     description = read_description(root)
     weights = root / FINETUNED_WEIGHTS_FILE
     if not weights.is_file():
         raise WeightsNotFoundError(f"{root}: {FINETUNED_WEIGHTS_FILE} is missing")
-    found = checkpoint_sha256(weights)
+    found = _sha256(weights)
     if found != description.weights_sha256:
         raise CheckpointFormatError(
             f"{weights}: SHA-256 {found[:12]}... differs from {description.weights_sha256[:12]}... recorded in "
@@ -174,3 +169,10 @@ def load_finetuned_model(folder: str | os.PathLike[str]) -> Any:
         raise CheckpointFormatError(f"{weights}: does not hold {description.architecture} weights "
                                     f"({type(exc).__name__}: {str(exc)[:300]})") from None
     return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    from featurizers.checkpoints import checkpoint_sha256  # torch and timm: not for reading a folder's spec
+
+    return checkpoint_sha256(path)
+

@@ -7,63 +7,24 @@ instead of scattering input sizes and normalisation constants.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from featurizers.errors import WeightsNotFoundError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-HSEMOTION_8_CLASSES = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise")
-HSEMOTION_7_CLASSES = tuple(c for c in HSEMOTION_8_CLASSES if c != "Contempt")
-HSEMOTION_MTL_OUTPUTS = HSEMOTION_8_CLASSES + ("Valence", "Arousal")
-
-HSEMOTION_PUBLISHED_AT = (
-    "https://github.com/av-savchenko/face-emotion-recognition/tree/main/models/affectnet_emotions"
+from common.errors import WeightsNotFoundError
+from featurizers.featurizer_spec import (  # noqa: F401 - the spec's names, offered with the registry
+    FINETUNED_CONFIG_FILE,
+    FINETUNED_WEIGHTS_FILE,
+    HSEMOTION_7_CLASSES,
+    HSEMOTION_8_CLASSES,
+    HSEMOTION_MTL_OUTPUTS,
+    HSEMOTION_PUBLISHED_AT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RESIZE_INTERPOLATION,
+    WEIGHTS_DIR_ENV,
+    FeaturizerSpec,
 )
-WEIGHTS_DIR_ENV = "EMOTIW_WEIGHTS_DIR"
-
-WeightsSource = Literal["package", "hsemotion", "finetuned"]
-
-FINETUNED_CONFIG_FILE = "featurizer.json"
-FINETUNED_WEIGHTS_FILE = "weights.safetensors"
-RESIZE_INTERPOLATION = "bilinear"
-"""How faces are resized to the input size (PIL's antialiased bilinear, see embed.py), for every featurizer."""
-REGRESSED_OUTPUTS = ("Valence", "Arousal")
-
-
-@dataclass(frozen=True)
-class FeaturizerSpec:
-    """A featurizer's identity and configuration; the single source of truth for it."""
-
-    name: str
-    architecture: str
-    """timm architecture the weights fit (built under the timm the project installs)."""
-    input_size: int
-    feature_dim: int
-    source: WeightsSource
-    head_outputs: tuple[str, ...] = ()
-    """Names of the stored classifier head's outputs when they are emotions (HSEmotion)."""
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    emotion_tuned: bool = True
-    description: str = field(default="", compare=False)
-
-    @property
-    def weights_file_name(self) -> str:
-        return FINETUNED_WEIGHTS_FILE if self.source == "finetuned" else f"{self.name}.pt"
-
-    @property
-    def emotion_classes(self) -> tuple[str, ...]:
-        """The head outputs that are a softmax over classes (valence/arousal excluded)."""
-        return tuple(c for c in self.head_outputs if c not in REGRESSED_OUTPUTS)
-
-    @property
-    def short_name(self) -> str:
-        """The registry name, or a fine-tuned folder's own name (for default output paths)."""
-        return Path(self.name).name if self.source == "finetuned" else self.name
+from featurizers.finetuned import spec_from_folder
 
 
 def _hsemotion(name: str, family: Literal["b0", "b2"], outputs: tuple[str, ...]) -> FeaturizerSpec:
@@ -114,8 +75,6 @@ def get_featurizer_spec(name: str) -> FeaturizerSpec:
     if name in FEATURIZERS:
         return FEATURIZERS[name]
     if (Path(name) / FINETUNED_CONFIG_FILE).is_file():
-        from featurizers.finetuned import spec_from_folder
-
         return spec_from_folder(name)
     raise ValueError(
         f"unknown featurizer {name!r}: neither a registry name ({', '.join(sorted(FEATURIZERS))}) "

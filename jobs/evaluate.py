@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from classifiers.descriptors import check_same_identity, load_descriptors, select_split, warn_if_runtimes_differ
-from featurizers.errors import EmotiwError, OutputPathError
+from common.errors import EmotiwError, OutputPathError
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
 
 if TYPE_CHECKING:

@@ -15,14 +15,22 @@ import logging
 import sys
 from pathlib import Path
 
+from common.errors import EmotiwError
 from featurizers.decode import FrameSampling
-from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
-from jobs.job_setup import (add_face_selection_arguments, add_featurizer_runtime_arguments, check_output_folder,
-                            configure_logging, detector_from_args, list_job_clips, parse_job_args, pipeline_options,
-                            report_summary)
-from pipelines.config import ExtractionConfig
-from pipelines.datasets import SAMPLE_ROOT
+from jobs.job_setup import (
+    add_face_selection_arguments,
+    add_featurizer_runtime_arguments,
+    check_output_folder,
+    configure_logging,
+    detector_from_args,
+    list_job_clips,
+    parse_job_args,
+    pipeline_options,
+    report_summary,
+)
+from pipelines.extraction.datasets import SAMPLE_ROOT
+from pipelines.extraction.settings import ExtractionConfig
 
 log = logging.getLogger("jobs.extract")
 
@@ -66,7 +74,7 @@ def run(argv: list[str] | None = None) -> int:
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     # Imported once the command line is read: torch (weights checksum) and Beam take seconds.
     from featurizers.checkpoints import checkpoint_sha256
-    from pipelines.extraction_run import run_extraction
+    from pipelines.graph.extraction_run import run_extraction
 
     try:
         config = config_from_args(args)

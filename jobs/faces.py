@@ -22,13 +22,21 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from common.errors import EmotiwError
 from featurizers.decode import FrameSampling
-from featurizers.errors import EmotiwError
 from featurizers.registry import DEFAULT_FEATURIZER
-from jobs.job_setup import (add_face_selection_arguments, check_output_folder, configure_logging, detector_from_args,
-                            list_job_clips, parse_job_args, pipeline_options, report_summary)
-from pipelines.config import ExtractionConfig
-from pipelines.datasets import SAMPLE_ROOT
+from jobs.job_setup import (
+    add_face_selection_arguments,
+    check_output_folder,
+    configure_logging,
+    detector_from_args,
+    list_job_clips,
+    parse_job_args,
+    pipeline_options,
+    report_summary,
+)
+from pipelines.extraction.datasets import SAMPLE_ROOT
+from pipelines.extraction.settings import ExtractionConfig
 
 log = logging.getLogger("jobs.faces")
 
@@ -55,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the export; returns the exit code (1 when any clip failed, 2 on a usage error)."""
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
-    from pipelines.face_export import run_face_export  # Beam, torch and the detector: not for --help
+    from pipelines.graph.face_export import run_face_export  # Beam, torch and the detector: not for --help
 
     try:
         check_output_folder(args.output, replaced_whole=True)

@@ -21,11 +21,9 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from typing import TYPE_CHECKING
-
-from featurizers.errors import EmotiwError
+from common.errors import EmotiwError
 from featurizers.finetune_settings import FinetuneSettings
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
@@ -66,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _clip_map(images: Path) -> dict[str, str] | None:
     """Image path (relative to the folder) -> clip id, from ``jobs.faces``' manifest when there is one."""
-    from pipelines.face_export import read_manifest
+    from pipelines.graph.face_export import read_manifest
 
     manifest = read_manifest(images)
     if manifest is None:
@@ -169,8 +167,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 def publish_folder(output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str]) -> None:
     """Write everything into a staging folder beside ``output`` and rename it into place."""
+    from common.parquet_io import publish, staging_dir
     from featurizers.finetuned import save_featurizer_folder
-    from pipelines.output import publish, staging_dir
 
     staging = Path(staging_dir(output))  # a local folder
     save_featurizer_folder(staging, result.model, description)

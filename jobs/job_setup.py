@@ -17,20 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurizers.errors import DatasetLayoutError, OutputPathError
+from common.errors import DatasetLayoutError
+from common.output_paths import check_output_folder  # noqa: F401 - for the jobs
+from pipelines.graph.runner import DASK_RUNNER, LOCAL_RUNNER, pipeline_options, with_runner_resolved  # noqa: F401
 
 if TYPE_CHECKING:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from featurizers.detect import DetectorConfig
-    from pipelines.records import ClipRef
-
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-# The DirectRunner's own batch engine. Named directly because, left to choose, Beam's
-# DirectRunner first tries the Prism runner, which it downloads (failing offline, and running
-# the job in another engine where it succeeds).
-LOCAL_RUNNER = "FnApiRunner"
-RUNNER_ALIASES = {"dask": DASK_RUNNER, "daskrunner": DASK_RUNNER, "local": LOCAL_RUNNER}
+    from pipelines.extraction.clip_records import ClipRef
 
 
 def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *,
@@ -66,7 +59,7 @@ def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
     # Beam builds the same parser, from the same classes, when it reads the options.
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    args, runner = _with_runner_resolved(beam_args)
+    args, runner = with_runner_resolved(beam_args)
     if runner and "." in runner:
         module = runner.rsplit(".", 1)[0]
         try:
@@ -94,64 +87,9 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def _runner_hint(unknown: list[str], beam_args: Sequence[str]) -> str:
-    if any(flag.startswith("--dask_") for flag in unknown) and _with_runner_resolved(beam_args)[1] != DASK_RUNNER:
+    if any(flag.startswith("--dask_") for flag in unknown) and with_runner_resolved(beam_args)[1] != DASK_RUNNER:
         return "; Dask's flags need --runner dask"
     return ""
-
-
-def _with_runner_resolved(beam_args: Sequence[str]) -> tuple[list[str], str | None]:
-    """The flags with a ``--runner`` alias replaced by the runner's name, and that name (None if absent)."""
-    args = list(beam_args)
-    runner = None
-    for i, arg in enumerate(args):
-        if arg == "--runner" and i + 1 < len(args):
-            runner = args[i + 1] = RUNNER_ALIASES.get(args[i + 1].lower(), args[i + 1])
-        elif arg.startswith("--runner="):
-            name = arg.split("=", 1)[1]
-            runner = RUNNER_ALIASES.get(name.lower(), name)
-            args[i] = f"--runner={runner}"
-    return args, runner
-
-
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Options for Beam from the flags the job did not consume.
-
-    The runner defaults to the DirectRunner's engine (:data:`LOCAL_RUNNER`), which honours
-    ``--direct_num_workers`` and ``--direct_running_mode``. ``--runner dask`` is accepted for
-    Beam's Dask runner, which otherwise needs its full module path.
-    """
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    args, runner = _with_runner_resolved(beam_args)
-    if runner is None:
-        args.append(f"--runner={LOCAL_RUNNER}")
-    return PipelineOptions(args)
-
-
-def check_output_folder(path: str | os.PathLike[str], flag: str = "--output", *,
-                        replaced_whole: bool = False) -> None:
-    """Raise :class:`OutputPathError` unless ``path`` can be written as a folder.
-
-    It must not be an existing file, nor lie under one, and this user must be able to write in
-    the folder that receives it: the output itself when it exists and is written into, else its
-    nearest existing parent (always the parent when ``replaced_whole``: the extraction job
-    stages a sibling folder and renames it into place). The permission test is ``os.access``,
-    which also reports a read-only file system; for root, permission bits do not stop a write,
-    and ``os.access`` says so. A URL (``s3://...``) is left to its storage.
-    """
-    if "://" in str(path):
-        return
-    target = Path(path).absolute()
-    if target.exists() and not target.is_dir():
-        raise OutputPathError(f"{flag} {path} is an existing file; it must be a folder (or a path to create one)")
-    where = target if target.exists() and not replaced_whole else target.parent
-    while not where.exists():
-        where = where.parent
-    if not where.is_dir():
-        raise OutputPathError(f"{flag} {path} cannot be created: {where} is a file, not a folder")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{flag} {path} cannot be written: no permission to write in {where} "
-                              "(or its file system is read-only)")
 
 
 def configure_logging() -> None:
@@ -179,7 +117,7 @@ def add_face_selection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def detector_from_args(args: argparse.Namespace, group: bool = False) -> DetectorConfig:
     """The dataset's detector settings with the face selection flags applied."""
-    from pipelines.config import ExtractionConfig
+    from pipelines.extraction.settings import ExtractionConfig
 
     detector = replace(ExtractionConfig.default_detector(args.dataset, group), face_choice=args.face_choice)
     if args.min_face_size is not None:
@@ -192,7 +130,7 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     run-time settings of the jobs that extract descriptors, none of which changes a descriptor."""
     # Imported here: train and evaluate use this module too and need not read these settings.
     from featurizers.backend_choice import BACKENDS
-    from pipelines.config import ExtractionConfig
+    from pipelines.extraction.settings import ExtractionConfig
 
     parser.add_argument("--batch-size", type=int, default=ExtractionConfig.face_batch_size,
                         help="faces per featurizer call")
@@ -221,7 +159,7 @@ def list_job_clips(dataset: str, root: Path, split: str, log: logging.Logger) ->
 
     Raises :class:`DatasetLayoutError` when nothing is found: a job with no clips is a usage error.
     """
-    from pipelines.datasets import list_clips
+    from pipelines.extraction.datasets import list_clips
 
     refs, warnings = list_clips(dataset, root, split)
     for warning in warnings:

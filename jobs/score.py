@@ -25,11 +25,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, parse_job_args
-from pipelines.config import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from pipelines.run_lock import DEFAULT_LOCK_TIMEOUT_S
+from pipelines.scoring.run_lock import DEFAULT_LOCK_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from pipelines.scoring.scoring_run import ScoringSettings
 
 log = logging.getLogger("jobs.score")
 
@@ -56,18 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> ScoringSettings:
+    """The run's settings from the parsed command line."""
+    from pipelines.scoring.scoring_run import ScoringSettings
+
+    return ScoringSettings(
+        model=args.model, input=args.input, output=args.output, weights=args.weights,
+        max_attempts=args.max_attempts, flush_clips=args.flush_clips, flush_seconds=args.flush_seconds,
+        device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
+        clip_timeout=args.clip_timeout, beam_args=tuple(beam_args))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Score what changed in the archive; returns the process exit code."""
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     # Imported once the command line is read: the model, torch and Beam take seconds.
-    from featurizers.errors import EmotiwError
-    from pipelines import storage
-    from pipelines.run_lock import LockHeld, acquire
-    from pipelines.score_store import new_run_id
-    from pipelines.scoring_run import list_archive, prepare, score_archive
+    from common import storage
+    from common.errors import EmotiwError
+    from pipelines.scoring.run_lock import LockHeld, acquire
+    from pipelines.scoring.score_store import new_run_id
+    from pipelines.scoring.scoring_run import list_archive, prepare, score_archive
 
+    settings = scoring_settings(args, beam_args)
     try:
-        setup = prepare(args)
+        setup = prepare(settings)
     except (EmotiwError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -79,11 +94,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     try:
         try:
-            listing = list_archive(args)
+            listing = list_archive(settings)
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        counts, failures = score_archive(setup, listing, args, run_id, beam_args)
+        counts, failures = score_archive(setup, listing, settings, run_id)
     finally:
         lock.release()
     print(f"{len(listing)} videos: {counts.line()} -> {storage.join(args.output, 'latest')} (run {run_id})")

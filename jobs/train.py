@@ -15,9 +15,16 @@ from dataclasses import replace
 from typing import Sequence
 
 from classifiers.descriptors import load_descriptors, select_split
-from classifiers.training import (CLASSIFIER_KINDS, DEFAULT_CV_FOLDS, fit_classifier, parse_C_grid,
-                                  resolve_hyperparameters, search_C, training_set)
-from featurizers.errors import EmotiwError
+from classifiers.training import (
+    CLASSIFIER_KINDS,
+    DEFAULT_CV_FOLDS,
+    fit_classifier,
+    parse_C_grid,
+    resolve_hyperparameters,
+    search_C,
+    training_set,
+)
+from common.errors import EmotiwError
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
 
 logger = logging.getLogger(__name__)

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from classifiers.descriptors import (check_same_identity, encode_labels, load_descriptors, select_split)
-from featurizers.errors import DatasetLayoutError, IncompatibleArtifactsError
 from synthetic_tables import CLASSES, clip_row, provenance, separable_rows, standard_rows, write_table
+
+from classifiers.descriptors import check_same_identity, encode_labels, load_descriptors, select_split
+from common.errors import DatasetLayoutError, IncompatibleArtifactsError
 
 
 @pytest.fixture

@@ -4,13 +4,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_tables import CLASSES, clip_row, write_table
 
 from classifiers.descriptors import load_descriptors
-from classifiers.evaluation import (accuracy, class_scores, evaluation_metrics, evaluation_set,
-                                    plot_confusion_matrices, subset_metrics)
+from classifiers.evaluation import (
+    accuracy,
+    class_scores,
+    evaluation_metrics,
+    evaluation_set,
+    plot_confusion_matrices,
+    subset_metrics,
+)
 from classifiers.training import HyperParameters, build_pipeline
-from featurizers.errors import DatasetLayoutError
-from synthetic_tables import CLASSES, clip_row, write_table
+from common.errors import DatasetLayoutError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,12 +9,11 @@ import skops.io as sio
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer
-
-from classifiers.model_io import (MODEL_FILE, PROVENANCE_FILE, ModelProvenance, load_model, load_pipeline,
-                                  save_model)
-from classifiers.training import HyperParameters, build_pipeline
-from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError
 from synthetic_tables import CLASSES, provenance
+
+from classifiers.model_io import MODEL_FILE, PROVENANCE_FILE, ModelProvenance, load_model, load_pipeline, save_model
+from classifiers.training import HyperParameters, build_pipeline
+from common.errors import CheckpointFormatError, UnsafeCheckpointError
 
 X = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 5.0, 0]] * 4)
 Y = np.array([0, 1, 2] * 4)

@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
+from synthetic_tables import CLASSES, clip_row, separable_rows, standard_rows, write_table
 
 from classifiers.descriptors import load_descriptors, select_split
 from classifiers.evaluation import evaluation_set
-from classifiers.training import (HyperParameters, build_pipeline, default_C, fit_classifier, parse_C_grid,
-                                  resolve_hyperparameters, search_C, training_set)
-from featurizers.errors import DatasetLayoutError
-from synthetic_tables import CLASSES, clip_row, separable_rows, standard_rows, write_table
+from classifiers.training import (
+    HyperParameters,
+    build_pipeline,
+    default_C,
+    fit_classifier,
+    parse_C_grid,
+    resolve_hyperparameters,
+    search_C,
+    training_set,
+)
+from common.errors import DatasetLayoutError
 
 FAST = {"linearsvc": HyperParameters(C=1.0), "svc": HyperParameters(C=1.0),
         "randomforest": HyperParameters(n_estimators=15, max_depth=3)}

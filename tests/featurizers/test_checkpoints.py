@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
+from common.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 from featurizers.checkpoints import checkpoint_sha256, load_hsemotion_model
-from featurizers.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 B0_AVG_8 = FIXTURES / "tiny_b0_avg_8.pt"

@@ -2,10 +2,10 @@ import time
 
 import numpy as np
 import pytest
-
 from videos import SAMPLES, panning_frames, write_video
+
+from common.errors import VideoDecodeError
 from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video, riff_shortfall, sampled_indices
-from featurizers.errors import VideoDecodeError
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import CheckpointFormatError, WeightsNotFoundError
 from featurizers.checkpoints import load_hsemotion_model
 from featurizers.embed import FaceEmbedder, load_network, preprocess_face, preprocess_faces, select_device
-from featurizers.errors import CheckpointFormatError, WeightsNotFoundError
 from featurizers.registry import FEATURIZERS, HSEMOTION_PUBLISHED_AT, get_featurizer_spec, resolve_weights_path
 
 

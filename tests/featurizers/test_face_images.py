@@ -1,12 +1,18 @@
 """Listing, checking and splitting a labelled face-image folder; the class weights of the loss."""
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from featurizers.errors import DatasetLayoutError
-from featurizers.face_images import (LabelledImage, check_image, class_weights, clip_of_file_name,
-                                     list_image_folder, load_rgb, split_by_group)
+from common.errors import DatasetLayoutError
+from featurizers.face_images import (
+    LabelledImage,
+    check_image,
+    class_weights,
+    clip_of_file_name,
+    list_image_folder,
+    load_rgb,
+    split_by_group,
+)
 
 
 def _png(path, mode="RGB", size=(8, 6)):

@@ -14,11 +14,11 @@ import pytest
 import torch
 from sklearn.neighbors import NearestCentroid
 from sklearn.preprocessing import normalize
+from videos import REPO_ROOT
 
 from featurizers.embed import load_network, preprocess_faces
 from featurizers.face_images import class_weights, list_image_folder, load_rgb, split_by_group
 from featurizers.finetune import FinetuneSettings, attach_new_head, finetune
-from videos import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from synthetic_faces import CLASSES, face_folder, make_identities  # noqa: E402

@@ -7,12 +7,12 @@ import pytest
 import timm
 import torch
 
+from common.errors import CheckpointFormatError
+from common.schema import frame_table_schema
 from featurizers.embed import FaceEmbedder, load_network, preprocess_faces
-from featurizers.errors import CheckpointFormatError
 from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
 from featurizers.registry import canonical_featurizer, get_featurizer_spec, resolve_weights_path
-from pipelines.config import ExtractionConfig
-from pipelines.schema import frame_table_schema
+from pipelines.extraction.settings import ExtractionConfig
 
 CLASSES = ("Happy", "Neutral", "Surprise")
 

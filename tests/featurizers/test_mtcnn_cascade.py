@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
 from detections import assert_same_faces
 from videos import SAMPLES
+
 from featurizers.decode import FrameSampling, iter_frame_chunks
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
 from featurizers.mtcnn_cascade import _min_nms, _pixel_bounds, pyramid_scales

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from detections import assert_same_faces
 from videos import SAMPLES
+
 from featurizers import mtcnn_networks
 from featurizers.decode import FrameSampling, iter_frame_chunks
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector

@@ -6,15 +6,15 @@ import shutil
 import cv2
 import numpy as np
 import openvino
-import PIL
-import torch
 import pandas as pd
+import PIL
 import pyarrow.parquet as pq
 import pytest
-
+import torch
 from videos import SAMPLES, panning_frames, write_video
+
+from common.schema import read_provenance
 from jobs import extract
-from pipelines.schema import read_provenance
 
 pytestmark = pytest.mark.slow
 REPO_FIXTURES = SAMPLES.parent / "tests" / "fixtures" / "checkpoints"
@@ -117,7 +117,7 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
                 raise decode.VideoDecodeError(f"{path}: corrupt packet at frame {chunk.frame_indices[0]}")
             yield chunk
 
-    monkeypatch.setattr("pipelines.video_source.iter_frame_chunks", failing_midway)
+    monkeypatch.setattr("pipelines.extraction.video_source.iter_frame_chunks", failing_midway)
     out = tmp_path / "out"
     code = extract.run(["--dataset", "afew", "--data-root", str(bad_inputs), "--output", str(out),
                         "--batch-size", "4"])
@@ -142,7 +142,7 @@ def test_no_partial_output_when_the_run_is_interrupted(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipelines.clip_extractor.ClipExtractor.describe", interrupted)
+    monkeypatch.setattr("pipelines.extraction.clip_describer.ClipExtractor.describe", interrupted)
     with pytest.raises(Exception):
         extract.run(["--dataset", "afew", "--output", str(out)])
     assert not out.exists()
@@ -195,7 +195,7 @@ def test_runner_defaults_and_aliases():
 
 
 def test_models_load_once_per_worker_process_not_per_clip_or_bundle(tmp_path, monkeypatch):
-    from pipelines.clip_extractor import ClipExtractor
+    from pipelines.extraction.clip_describer import ClipExtractor
 
     built = []
     original = ClipExtractor.__init__

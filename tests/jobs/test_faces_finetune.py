@@ -10,13 +10,13 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from videos import SAMPLES
 
 from classifiers.descriptors import check_same_identity
-from featurizers.errors import IncompatibleArtifactsError
+from common.errors import IncompatibleArtifactsError
+from common.schema import read_provenance
 from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
 from jobs import extract, faces, finetune
-from pipelines.schema import read_provenance
-from videos import SAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_extract_takes_a_finetuned_folder_and_gives_its_class_scores(finetuned, 
     table = pd.read_parquet(frames)
     assert np.allclose(table.p_happy + table.p_sad, 1.0, atol=1e-5)
     from featurizers.checkpoints import checkpoint_sha256
-    from pipelines.config import ExtractionConfig
+    from pipelines.extraction.settings import ExtractionConfig
 
     other = ExtractionConfig(dataset="afew", featurizer=str(two))
     other_provenance = other.provenance(checkpoint_sha256(two / "weights.safetensors"))

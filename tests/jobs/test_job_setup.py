@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import OutputPathError
 from jobs import evaluate, extract, score, train
 from jobs.job_setup import check_output_folder, parse_job_args, unknown_beam_flags
-from featurizers.errors import OutputPathError
 
 ROOT = Path(__file__).parents[2]
 HEAVY = {"torch", "apache_beam", "openvino", "onnxruntime", "sklearn", "timm", "matplotlib", "decord", "cv2"}

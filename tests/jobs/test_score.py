@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from videos import SAMPLES
+
 from classifiers.descriptors import load_descriptors
 from classifiers.model_io import load_model
 from classifiers.scoring import SCORING_KEY, predict_clips
+from common.schema import read_provenance
 from jobs import extract, score, train
-from pipelines import run_lock, scoring_run
-from pipelines.schema import read_provenance
-from pipelines.scoring_steps import run_scoring_pipeline
+from pipelines.graph.scoring_steps import run_scoring_pipeline
+from pipelines.scoring import run_lock, scoring_run
 
 pytestmark = pytest.mark.slow
 HAPPY = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -345,7 +345,7 @@ def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, cap
     assert train.run(["--features", str(tmp_path / "f"), "--output", str(tmp_path / "m")]) == 0
     argv = ["--model", str(tmp_path / "m"), "--input", str(root)]
     assert score.run([*argv, "--output", str(tmp_path / "whole"), "--segment-frames", "0"]) == 0
-    with caplog.at_level(logging.INFO, logger="pipelines.beam_steps"):
+    with caplog.at_level(logging.INFO, logger="pipelines.graph.describe_steps"):
         assert score.run([*argv, "--output", str(tmp_path / "split"), "--segment-frames", "32"]) == 0
     assert caplog.text.count("50 frames in 2 segments") == 2  # both 50-frame clips were split
     whole, split = _latest(tmp_path / "whole"), _latest(tmp_path / "split")

@@ -1,11 +1,12 @@
 """Long clips split into segments: the same rows and face rows as unsplit, on each of Beam's runners."""
 
 import logging
+
 import numpy as np
 import pandas as pd
 import pytest
-
 from videos import SAMPLES, write_video
+
 from jobs import extract
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ RUNNERS = {
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, two_clips, unsplit, tmp_path,
                                                                         caplog):
-    caplog.set_level(logging.INFO, logger="pipelines.beam_steps")
+    caplog.set_level(logging.INFO, logger="pipelines.graph.describe_steps")
     argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
             "--frames-output", str(tmp_path / "faces"), *SPLIT, *RUNNERS[runner]]
     assert extract.run(argv) == 0
@@ -82,7 +83,7 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
             raise decode.VideoDecodeError(f"{path}: corrupt packet at frame 33")
         yield from original(path, sampling, frame_range)
 
-    monkeypatch.setattr("pipelines.video_source.iter_frame_chunks", failing_in_the_third_segment)
+    monkeypatch.setattr("pipelines.extraction.video_source.iter_frame_chunks", failing_in_the_third_segment)
     argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
             "--frames-output", str(tmp_path / "faces"), *SPLIT]
     assert extract.run(argv) == 1
@@ -99,10 +100,10 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
                                                  ("vgaf", "vgaf/Train/1_1.mp4", 5)])
 def test_segment_statistics_merge_into_the_whole_clip_for_both_aggregations(dataset, clip, step):
     from featurizers.decode import FrameSampling, probe_video
-    from pipelines.clip_extractor import ClipExtractor
-    from pipelines.config import ExtractionConfig
-    from pipelines.records import ClipRef
-    from pipelines.segments import SegmentTask, merge_segments, plan_segments, segment_ranges
+    from pipelines.extraction.clip_describer import ClipExtractor
+    from pipelines.extraction.clip_records import ClipRef
+    from pipelines.extraction.segments import SegmentTask, merge_segments, plan_segments, segment_ranges
+    from pipelines.extraction.settings import ExtractionConfig
 
     sampling = FrameSampling(step=step, chunk_size=4)  # small chunks: several segments in a 50-frame clip
     config = ExtractionConfig(dataset=dataset, featurizer="effnet_lite0_imagenet",
@@ -130,9 +131,9 @@ def test_a_lone_clip_spreads_its_segments_over_the_workers_of_a_dask_cluster(two
 
     from dask.distributed import Client, LocalCluster, get_task_stream
 
-    from pipelines.beam_steps import planning_elements
-    from pipelines.config import ExtractionConfig
-    from pipelines.records import ClipRef
+    from pipelines.extraction.clip_records import ClipRef
+    from pipelines.extraction.settings import ExtractionConfig
+    from pipelines.graph.planning import planning_elements
 
     clip = tmp_path / "lone" / "Train_AFEW" / "Happy" / "000001001.avi"
     clip.parent.mkdir(parents=True)

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifiers.model_io import load_model
+from common.schema import DescriptorLayout, descriptor_table_schema
 from jobs import evaluate, train
-from pipelines.schema import DescriptorLayout, descriptor_table_schema
 
 CLASSES = ("Positive", "Neutral", "Negative")
 LAYOUT = DescriptorLayout("vgaf", 2)  # 8 values per clip

@@ -1,0 +1,190 @@
+"""One clip in, one descriptor row out: decode, detect, crop or align, embed, accumulate.
+
+Frames stream through in chunks: a chunk is detected in one batched MTCNN call, its faces
+embedded in batches, and folded into the clip's accumulator, so memory stays bounded
+whatever the clip's length. Any failure becomes an ``error`` row; nothing is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from featurizers.decode import FrameChunk, FrameSampling
+from featurizers.detect import FaceDetector, FrameFaces
+from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
+from featurizers.faces import align_face, crop_face
+from pipelines.extraction.clip_records import ClipRef, ClipResult
+from pipelines.extraction.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
+from pipelines.extraction.settings import ExtractionConfig
+from pipelines.extraction.statistics import ClipAccumulator
+from pipelines.extraction.video_source import video_chunks
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 30.0
+FaceSink = Callable[[list[dict]], object]
+"""Receives a chunk's face rows (``--frames-output``) as soon as they exist."""
+
+
+@dataclass
+class ChunkFaces:
+    """The usable faces of one chunk, flattened, with where each came from."""
+
+    images: list[np.ndarray]
+    frame_positions: list[int]
+    face_indices: list[int]
+    boxes: list[np.ndarray]
+    probs: list[float]
+
+
+def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool) -> ChunkFaces:
+    """Crop (one face per frame) or align (every face) the detected faces of a chunk."""
+    out = ChunkFaces([], [], [], [], [])
+    for position, (frame, faces) in enumerate(zip(chunk.frames, detections)):
+        for index in range(len(faces)):
+            image = align_face(frame, faces.landmarks[index]) if align else crop_face(frame, faces.boxes[index])
+            if image is None:
+                continue  # box wholly outside the frame: the frame contributes nothing
+            out.images.append(image)
+            out.frame_positions.append(position)
+            out.face_indices.append(index)
+            out.boxes.append(faces.boxes[index])
+            out.probs.append(float(faces.probs[index]))
+    return out
+
+
+def iter_clip_faces(path: str, sampling: FrameSampling, detector: FaceDetector, align: bool,
+                    frame_range: tuple[int, int] | None = None) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
+    """Decode a clip (or its frames ``[start, stop)``) chunk by chunk and give each chunk's usable faces.
+
+    The one path from a video to face images, shared by the descriptor extraction and the
+    face export (``jobs.faces``). Raises what decoding raises.
+    """
+    for chunk in video_chunks(path, sampling, frame_range):
+        yield chunk, faces_of_chunk(chunk, detector.detect(chunk.frames), align)
+
+
+def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
+             fps: float | None = None, n_segments: int = 1, n_corrupt_frames: int = 0) -> dict:
+    """The descriptor-table row of a clip; ``error`` set means status ``error`` and a zero descriptor."""
+    status = "error" if error else ("ok" if accumulator.has_face else "faceless")
+    return {
+        "clip_id": ref.clip_id,
+        "path": ref.path,
+        "dataset": ref.dataset,
+        "split": ref.split,
+        "label": ref.label,
+        "label_index": ref.label_index,
+        "n_frames": accumulator.n_frames,
+        "n_face_frames": accumulator.n_face_frames,
+        "n_faces": accumulator.n_faces,
+        "has_face": accumulator.has_face,
+        "descriptor": accumulator.descriptor(),
+        "featurizer": featurizer,
+        "status": status,
+        "error": error,
+        "max_faces_in_frame": accumulator.max_faces_in_frame,
+        "fps": fps,
+        "n_segments": n_segments,
+        "n_corrupt_frames": n_corrupt_frames,
+    }
+
+
+class ClipExtractor:
+    """Holds the loaded detector and featurizer; built once per worker process."""
+
+    def __init__(self, config: ExtractionConfig) -> None:
+        self.config = config
+        self.spec = config.spec
+        device = select_device(config.device)
+        model = load_network(self.spec, config.weights)
+        self.embedder = FaceEmbedder(self.spec, model, device, config.backend)
+        self.detector = FaceDetector(config.detector, device, backend=config.backend)
+        self.layout = config.layout
+        self._align = self.layout.aligns_faces
+
+    def embed_faces(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (N, D) and head scores (or None) of face images, in batches of the configured size."""
+        size = self.config.face_batch_size
+        features, scores = [], []
+        for start in range(0, len(images), size):
+            out = self.embedder.embed(preprocess_faces(images[start : start + size], self.spec))
+            features.append(out.features)
+            if out.head_scores is not None:
+                scores.append(out.head_scores)
+        return np.concatenate(features), (np.concatenate(scores) if scores else None)
+
+    def _face_rows(self, ref: ClipRef, chunk: FrameChunk, faces: ChunkFaces, scores: np.ndarray | None) -> list[dict]:
+        names = self.spec.head_outputs
+        rows = []
+        for i, position in enumerate(faces.frame_positions):
+            row = {
+                "clip_id": ref.clip_id,
+                "frame_index": int(chunk.frame_indices[position]),
+                "time_s": float(chunk.times_s[position]),
+                "face_index": faces.face_indices[i],
+                "box": [float(v) for v in faces.boxes[i][:4]],
+                "probability": faces.probs[i],
+            }
+            if scores is not None:
+                row.update({f"p_{name.lower()}": float(scores[i, k]) for k, name in enumerate(names)})
+            rows.append(row)
+        return rows
+
+    def describe(self, task: SegmentTask, face_sink: FaceSink | None = None) -> SegmentResult:
+        """Describe a clip, or one segment of it; a failure becomes the result's ``error``, never raised.
+
+        Face rows go to ``face_sink`` chunk by chunk as the clip streams, so a long clip never
+        holds them all.
+        """
+        ref = task.clip
+        where = "" if task.count == 1 else f"{task.describe()}: "
+        started = time.perf_counter()
+        accumulator = ClipAccumulator(self.layout)
+        fps = None
+        n_corrupt = 0
+        error = ref.problem
+        if error is None:
+            try:
+                last_report = started
+                for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self._align,
+                                                    task.frame_range):
+                    fps = chunk.native_fps
+                    n_corrupt += chunk.n_corrupt
+                    accumulator.add_frames(len(chunk.frames))
+                    if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # long archive videos
+                        last_report = time.perf_counter()
+                        log.info("clip %s: %s%d frames so far, %.1f frames/s", ref.clip_id, where,
+                                 accumulator.n_frames, accumulator.n_frames / (last_report - started))
+                    if not faces.images:
+                        continue
+                    features, scores = self.embed_faces(faces.images)
+                    accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
+                    if face_sink is not None:
+                        face_sink(self._face_rows(ref, chunk, faces, scores))
+            except Exception as exc:  # one bad clip must not stop the job: record why instead
+                log.warning("clip %s failed: %s%s", ref.clip_id, where, exc)
+                error = f"{where}{type(exc).__name__}: {exc}"
+        return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
+                             n_corrupt)
+
+    def process(self, ref: ClipRef) -> ClipResult:
+        """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""
+        face_rows: list[dict] = []
+        result = self.describe(SegmentTask(ref), face_rows.extend if self.config.with_face_rows else None)
+        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name,
+                           face_rows if result.error is None else [])
+
+
+def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str,
+                face_rows: list[dict] | None = None) -> ClipResult:
+    """The clip's row from its merged segments; an error leaves a zero descriptor and no counts."""
+    failed = merged.error is not None
+    accumulator = ClipAccumulator(merged.accumulator.layout) if failed else merged.accumulator
+    row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments,
+                   0 if failed else merged.n_corrupt_frames)
+    return ClipResult(row=row, face_rows=face_rows or [], seconds=merged.seconds)

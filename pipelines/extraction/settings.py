@@ -1,0 +1,74 @@
+"""The extraction settings: one frozen object that every worker receives, from which provenance is derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
+from common.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
+from featurizers.backend_choice import Backend, device_type, resolve_backend
+from featurizers.decode import FrameSampling
+from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
+from featurizers.registry import FeaturizerSpec, get_featurizer_spec
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """What to extract and how; provenance in the output is derived from this object alone."""
+
+    dataset: DatasetKind
+    featurizer: str
+    weights: str | None = None
+    detector: DetectorConfig = AFEW_DETECTOR
+    sampling: FrameSampling = FrameSampling()
+    face_batch_size: int = 32
+    device: str = "auto"
+    backend: Backend = "auto"
+    """Runtime of the featurizer and of the detector's networks: OpenVINO (else ONNX Runtime) on the
+    CPU and torch on a GPU (auto), or forced."""
+    group: bool = False
+    """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
+    with_face_rows: bool = False
+    segment_frames: int = 2048
+    """Sampled frames per segment of a long clip, each a separate unit of work (0: never split).
+    Not provenance: segments merge exactly, so the descriptors do not depend on it."""
+
+    @staticmethod
+    def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:
+        return VGAF_DETECTOR if aggregation_for(dataset, group) == "vgaf" else AFEW_DETECTOR
+
+    @property
+    def spec(self) -> FeaturizerSpec:
+        return get_featurizer_spec(self.featurizer)
+
+    @property
+    def layout(self) -> DescriptorLayout:
+        return DescriptorLayout(aggregation_for(self.dataset, self.group), self.spec.feature_dim)
+
+    def resolved_backend(self) -> str:
+        """The backend the workers run for this configuration, featurizer and detector alike
+        (``auto`` resolved, as they do)."""
+        return resolve_backend(self.backend, device_type(self.device))
+
+    def provenance(self, weights_sha256: str) -> dict[str, Any]:
+        spec = self.spec
+        backend = self.resolved_backend()
+        return {
+            "project": PROJECT_NAME,
+            "project_version": project_version(),
+            "dataset": self.dataset,
+            "classes": list(class_names(self.dataset)),
+            "featurizer": spec.name,
+            "featurizer_architecture": spec.architecture,
+            "featurizer_input_size": spec.input_size,
+            "featurizer_emotion_tuned": spec.emotion_tuned,
+            "featurizer_backend": backend,
+            "detector_backend": backend,
+            "libraries": descriptor_library_versions(backend),
+            "weights_sha256": weights_sha256,
+            "layout": self.layout.to_dict(),
+            "detector": self.detector.to_dict(),
+            "frames": self.sampling.to_dict(),
+            "face_preprocessing": "align_5_points_224_cv2" if self.layout.aligns_faces else "crop_no_margin",
+        }

@@ -1,0 +1,122 @@
+"""The describing steps of the extraction graph: thin DoFns over the Beam-free clip describer."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.utils import shared
+
+from common.schema import frame_table_schema
+from pipelines.extraction.clip_describer import ClipExtractor, clip_result
+from pipelines.extraction.clip_records import ClipResult
+from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
+from pipelines.extraction.settings import ExtractionConfig
+from pipelines.graph.face_rows import FaceRowWriter
+from pipelines.graph.shared_models import acquire_shared
+
+log = logging.getLogger(__name__)
+
+
+_clips_done = itertools.count(1)
+"""Clips this worker process finished, for its progress lines (each worker counts its own)."""
+
+
+def log_clip_done(result: ClipResult, total_clips: int, n_segments: int) -> None:
+    row = result.row
+    beam.metrics.Metrics.counter("clips", row["status"]).inc()
+    segments = f" in {n_segments} segments" if n_segments > 1 else ""
+    # With several workers each counts its own clips: the pid tells the lines apart.
+    log.info(
+        "[%d of %d clips, worker %d] %s: %s, %d frames%s (%d with faces), %.1f frames/s",
+        next(_clips_done), total_clips, os.getpid(), row["clip_id"], row["status"], row["n_frames"], segments,
+        row["n_face_frames"], row["n_frames"] / result.seconds if result.seconds > 0 else 0.0,
+    )
+
+
+class DescribeSegmentsFn(beam.DoFn):
+    """Describe segments; the models load once per worker process.
+
+    A whole clip leaves as its ClipResult; the parts of a split clip leave as ``(clip_id,
+    SegmentResult)`` to be grouped and merged. Face rows are written as the segment streams
+    (see face_rows.py), not carried downstream.
+    """
+
+    def __init__(self, config: ExtractionConfig, faces_dir: str | None, total_clips: int) -> None:
+        self._config = config
+        self._faces_dir = faces_dir
+        self._total = total_clips
+        self._shared = shared.Shared()
+        self._extractor: ClipExtractor | None = None
+
+    def setup(self) -> None:
+        # Shared: every DoFn instance of this process reuses one loaded model.
+        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config))
+
+    def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
+        assert self._extractor is not None, "setup() loads the models before process()"
+        writer = None
+        if self._faces_dir is not None:
+            schema = frame_table_schema(self._config.spec.head_outputs)
+            writer = FaceRowWriter(self._faces_dir, schema, task.clip.clip_id, task.index)
+        result = self._extractor.describe(task, writer.add if writer is not None else None)
+        if writer is not None:
+            writer.flush()
+        if task.count == 1:
+            clip = clip_result(task.clip, merge_segments([result], self._config.layout), self._config.spec.name)
+            log_clip_done(clip, self._total, 1)
+            yield clip
+            return
+        log.info("clip %s, %s: %s, %d frames, %.1f frames/s", task.clip.clip_id, task.describe(),
+                 "failed" if result.error else "done", result.accumulator.n_frames,
+                 result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0)
+        yield task.clip.clip_id, result
+
+
+class MergeSegmentsFn(beam.DoFn):
+    """A split clip's segments to its descriptor row, logged as the clip completes."""
+
+    def __init__(self, config: ExtractionConfig, total_clips: int) -> None:
+        self._config = config
+        self._total = total_clips
+
+    def process(self, keyed: tuple[str, Iterable[SegmentResult]]) -> Iterator[ClipResult]:
+        _, results = keyed
+        results = list(results)
+        merged = merge_segments(results, self._config.layout)
+        result = clip_result(results[0].clip, merged, self._config.spec.name)
+        log_clip_done(result, self._total, merged.n_segments)
+        yield result
+
+
+class OnClipResultsFn(beam.DoFn):
+    """Apply a per-clip DoFn (a classifier scoring each row) to ClipResults; pass anything else on.
+
+    Lets the post-processing run in the same fused step as the description of whole clips,
+    while the parts of split clips travel on untouched to be merged.
+    """
+
+    def __init__(self, inner: beam.DoFn) -> None:
+        self._inner = inner
+
+    def setup(self) -> None:
+        self._inner.setup()
+
+    def start_bundle(self) -> None:
+        self._inner.start_bundle()
+
+    def process(self, element: Any) -> Iterator[Any]:
+        if isinstance(element, ClipResult):
+            yield from self._inner.process(element)
+        else:
+            yield element
+
+    def finish_bundle(self) -> None:
+        self._inner.finish_bundle()
+
+    def teardown(self) -> None:
+        self._inner.teardown()

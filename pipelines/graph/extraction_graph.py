@@ -1,0 +1,64 @@
+"""The extraction graph, one chain: list clips, plan segments, describe them, write whole clips, merge
+split ones, write them."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pyarrow as pa
+
+from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
+from pipelines.extraction.clip_records import ClipRef
+from pipelines.extraction.settings import ExtractionConfig
+from pipelines.graph.describe_steps import DescribeSegmentsFn, MergeSegmentsFn, OnClipResultsFn
+from pipelines.graph.planning import PlanSegmentsFn, planning_elements, spread_on_dask
+from pipelines.graph.write_steps import WriteShardsFn
+
+
+def describe_and_write(
+    pipeline: beam.Pipeline,
+    refs: list[ClipRef],
+    config: ExtractionConfig,
+    provenance: dict,
+    clips_dir: str,
+    faces_dir: str | None,
+    post_process: beam.DoFn | None = None,
+    schema: pa.Schema | None = None,
+    flush_rows: int = FLUSH_EVERY_ROWS,
+    flush_seconds: float | None = FLUSH_EVERY_S,
+) -> beam.PCollection:
+    """The whole graph: list the clips, plan segments, describe them, write whole clips, merge split ones, write.
+
+    Long local clips are listed as several planning elements (:func:`planning_elements`), and
+    on Beam's Dask runner each element gets its own partition (:func:`spread_on_dask`), so that
+    even a lone clip's segments reach different workers on a runner that never repartitions.
+    Segments are redistributed on their own, so the parts of one long clip run on different
+    workers and meet again in one group. Whole clips are (post-processed and) written in the
+    step fused with their description, so they reach storage as they finish: a batch runner's
+    grouping waits for all of its input, and only split clips wait for it. ``post_process``
+    maps each finished ClipResult to another (a classifier turning the descriptor into scores
+    on the workers); ``schema`` is then the rows' schema. The graph stays one chain.
+    """
+    def write() -> beam.ParDo:
+        return beam.ParDo(WriteShardsFn(config, provenance, clips_dir, schema, flush_rows, flush_seconds))
+
+    elements = planning_elements(refs, config)
+    spread_on_dask(pipeline.options, len(elements))
+    described = (
+        pipeline
+        | "ListClips" >> beam.Create(elements)
+        | "RedistributeClips" >> beam.Reshuffle()
+        | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(config))
+        | "RedistributeSegments" >> beam.Reshuffle()
+        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs)))
+    )
+    if post_process is not None:
+        described = described | "PostProcessWholeClips" >> beam.ParDo(OnClipResultsFn(post_process))
+    merged = (
+        described
+        | "WriteWholeClipRows" >> write()
+        | "GroupSegmentsByClip" >> beam.GroupByKey()
+        | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, len(refs)))
+    )
+    if post_process is not None:
+        merged = merged | "PostProcessSplitClips" >> beam.ParDo(post_process)
+    return merged | "WriteSplitClipRows" >> write()

@@ -1,0 +1,60 @@
+"""Per-face rows (``--frames-output``) written while a clip streams, idempotently.
+
+A long clip's face rows are written every few thousand rows instead of being held until
+the clip ends. Shard names derive from the clip, the segment and a running part number, all
+fixed by the input, so a retried bundle rewrites the same files instead of adding duplicates,
+and the rows of a clip that ends in error can be found and removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from common.parquet_io import write_shard
+
+FACE_ROWS_PER_SHARD = 4096
+
+
+def clip_shard_key(clip_id: str) -> str:
+    """A file-name-safe key of a clip (clip ids may hold slashes)."""
+    return hashlib.sha1(clip_id.encode()).hexdigest()[:16]
+
+
+class FaceRowWriter:
+    """Buffers one segment's face rows and writes them as deterministically named shards."""
+
+    def __init__(self, folder: str | os.PathLike[str], schema: pa.Schema, clip_id: str, segment: int,
+                 rows_per_shard: int = FACE_ROWS_PER_SHARD) -> None:
+        self._folder = folder
+        self._schema = schema
+        self._prefix = f"{clip_shard_key(clip_id)}-s{segment:05d}"
+        self._rows_per_shard = rows_per_shard
+        self._buffer: list[dict[str, Any]] = []
+        self._parts = 0
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._buffer.extend(rows)
+        if len(self._buffer) >= self._rows_per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            write_shard(self._buffer, self._folder, self._schema, name=f"{self._prefix}-{self._parts:04d}")
+            self._parts += 1
+            self._buffer = []
+
+
+def remove_face_rows(folder: str | os.PathLike[str], clip_ids: Iterable[str]) -> int:
+    """Delete the face shards of clips that ended in error (no partial trace survives); returns files removed."""
+    removed = 0
+    for clip_id in clip_ids:
+        for path in Path(folder).glob(f"part-{clip_shard_key(clip_id)}-s*.parquet"):
+            path.unlink()
+            removed += 1
+    return removed
