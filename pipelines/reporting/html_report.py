@@ -182,7 +182,7 @@ def render_timeline(video: VideoTimeline, classes: Sequence[str], colours: dict[
     tracks_y = CHART_Y + CHART_H + AXIS_H
     height = tracks_y + n_lanes * (LANE_H + LANE_GAP) + 6
     out = [f'<svg class="timeline" id="{figure_id}" viewBox="0 0 {WIDTH} {height}" width="100%" '
-           f'role="img" aria-label="timeline of {_attr(video.key)}" xmlns="http://www.w3.org/2000/svg">',
+           f'role="img" aria-label="timeline of {_attr(video.key)}">',
            f'<defs><pattern id="{hatch}" width="6" height="6" patternUnits="userSpaceOnUse" '
            f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f3f4f6"/>'
            f'<line x1="0" y1="0" x2="0" y2="6" stroke="#b8bec6" stroke-width="2"/></pattern></defs>']
@@ -421,8 +421,7 @@ def render_report(data: ReportData) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         # Nothing may be fetched: a policy that forbids every source but the page's own inline parts.
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        "img-src data:\">",
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         f"<title>{escape(data.title)}</title><style>{STYLE}</style></head><body><main>",
         f"<h1>{escape(data.title)}</h1><div class='sub'>{sources}"
         + (f" · made {escape(data.generated_at)}" if data.generated_at else "") + "</div>",
