@@ -42,15 +42,19 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__.split("\n")[0])
     source = parser.add_argument_group("what to report on (--scores, or any of the jobs.extract tables)")
-    source.add_argument("--scores", help="the --output folder (or bucket prefix) of jobs.score")
-    source.add_argument("--features", help="jobs.extract --output: the clip table (and its _summary.json)")
-    source.add_argument("--frames", help="jobs.extract --frames-output: face rows, for the emotion trace and tracks")
-    source.add_argument("--windows", help="jobs.extract --windows-output: window rows (where faces were)")
-    source.add_argument("--tracks", help="jobs.extract --tracks-output: track rows")
-    parser.add_argument("--output", required=True, help=f"folder to write {PAGE_FILE} in (created if needed)")
+    source.add_argument("--scores", metavar="DIR", help="the --output folder (or bucket prefix) of jobs.score")
+    source.add_argument("--features", metavar="DIR",
+                        help="jobs.extract --output: the clip table (and its _summary.json)")
+    source.add_argument("--frames", metavar="DIR",
+                        help="jobs.extract --frames-output: face rows, for the emotion trace and tracks")
+    source.add_argument("--windows", metavar="DIR",
+                        help="jobs.extract --windows-output: window rows (where faces were)")
+    source.add_argument("--tracks", metavar="DIR", help="jobs.extract --tracks-output: track rows")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help=f"folder to write {PAGE_FILE} in (created if needed)")
     parser.add_argument("--videos", metavar="PATTERN",
                         help="draw only videos whose key matches this shell pattern, e.g. 'news/2024-*'")
-    parser.add_argument("--max-videos", type=_positive_int, default=200,
+    parser.add_argument("--max-videos", type=_positive_int, default=200, metavar="N",
                         help="draw at most this many videos, in key order (default 200; the counts cover all)")
     parser.add_argument("--title", help="the page's title (default: names the source)")
     return parser

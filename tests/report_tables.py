@@ -93,9 +93,11 @@ def write_scores_output(root: Path, videos: list[ScoredVideo], *, windows: bool 
                      "has_face": usable, "predicted_label": label,
                      **{score_column(c): (whole[i] if usable else None) for i, c in enumerate(CLASSES)},
                      "n_frames": fps_frames or None, "n_face_frames": fps_frames if usable else 0, "n_faces": None,
-                     "scored_at": now, "model_sha256": "cd" * 32, "featurizer": "enet_b0_8_best_afew", "run_id": RUN_ID})
+                     "scored_at": now, "model_sha256": "cd" * 32, "featurizer": "enet_b0_8_best_afew",
+                     "run_id": RUN_ID})
         for start, end, has_face in video.windows():
-            scores = margins((start + end) / 2, n, max(video.duration_s / 3, 60.0)) if has_face else [None] * len(CLASSES)
+            period = max(video.duration_s / 3, 60.0)
+            scores = margins((start + end) / 2, n, period) if has_face else [None] * len(CLASSES)
             window_rows.append({"key": video.key, "start_s": start, "end_s": end, "n_frames": int((end - start) * 25),
                                 "n_face_frames": int((end - start) * 25) if has_face else 0, "has_face": has_face,
                                 "predicted_label": CLASSES[int(np.argmax(scores))] if has_face else None,
@@ -163,7 +165,8 @@ def write_extract_outputs(root: Path) -> dict[str, Path]:
     features, frames, windows, tracks = root / "features", root / "frames", root / "windows", root / "tracks"
     for folder in (features, frames, windows, tracks):
         folder.mkdir(parents=True)
-    clips = [_clip_row("duo", n_frames=125, n_face_frames=87), _clip_row("solo", n_frames=75, n_face_frames=75, label=None),
+    clips = [_clip_row("duo", n_frames=125, n_face_frames=87),
+             _clip_row("solo", n_frames=75, n_face_frames=75, label=None),
              _clip_row("bad", status="error", error="truncated file: 40 of 100 frames", n_face_frames=0)]
     pq.write_table(rows_to_table(clips, descriptor_table_schema(LAYOUT)), features / "part-000.parquet")
     (features / "_summary.json").write_text(json.dumps(

@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from html import escape
 
+import numpy as np
+
 from pipelines.reporting.timeline_data import (
     Failure, ReportData, TimelinePoint, TrackSpan, VideoTimeline, label_runs, pack_lanes,
 )
@@ -128,38 +130,33 @@ def _score_lines(points: Sequence[TimelinePoint], classes: Sequence[str], colour
     A line breaks where a point has no score (no face) and across a gap of more than one and
     a half point widths, so a missing stretch is never drawn as a straight interpolation.
     """
+    if not points or not classes:
+        return []
+    start = np.array([p.start_s for p in points])
+    end = np.array([p.end_s for p in points])
+    values = np.array([[np.nan if not p.has_face or i >= len(p.scores) or p.scores[i] is None else p.scores[i]
+                        for i in range(len(classes))] for p in points], dtype=np.float64)
+    xs = LEFT + PLOT_WIDTH * np.clip((start + end) / 2 / axis.duration_s, 0.0, 1.0)
+    ys = CHART_Y + CHART_H * (1 - (values - axis.low) / (axis.high - axis.low))
+    gap_before = np.r_[False, start[1:] - end[:-1] > 1.5 * (end[:-1] - start[:-1])]
     parts = []
     for i, name in enumerate(classes):
-        runs: list[list[tuple[float, float]]] = []
-        current: list[tuple[float, float]] = []
-        previous: TimelinePoint | None = None
-        for p in points:
-            value = p.scores[i] if p.has_face and i < len(p.scores) else None
-            if value is None:
-                current, previous = _close(runs, current), None
-                continue
-            if previous is not None and p.start_s - previous.end_s > 1.5 * (previous.end_s - previous.start_s):
-                current = _close(runs, current)
-            current.append((axis.x((p.start_s + p.end_s) / 2), axis.y(value)))
-            previous = p
-        _close(runs, current)
+        valid = ~np.isnan(values[:, i])
+        starts_run = valid & (~np.r_[False, valid[:-1]] | gap_before)
+        scored = np.flatnonzero(valid)
         title = f"<title>{escape(name)}</title>"
-        for run in runs:
-            if len(run) == 1:
-                parts.append(f'<circle class="score-dot" data-class="{_attr(name)}" cx="{_f(run[0][0])}" '
-                             f'cy="{_f(run[0][1])}" r="2.5" fill="{colours[name]}">{title}</circle>')
+        for members in np.split(scored, np.flatnonzero(starts_run[scored])[1:]):
+            if len(members) == 0:
+                continue
+            if len(members) == 1:
+                j = members[0]
+                parts.append(f'<circle class="score-dot" data-class="{_attr(name)}" cx="{xs[j]:.1f}" '
+                             f'cy="{ys[j, i]:.1f}" r="2.5" fill="{colours[name]}">{title}</circle>')
             else:
-                coords = " ".join(f"{_f(x)},{_f(y)}" for x, y in run)
+                coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs[members].tolist(), ys[members, i].tolist()))
                 parts.append(f'<polyline class="score-line" data-class="{_attr(name)}" points="{coords}" fill="none" '
                              f'stroke="{colours[name]}" stroke-width="1.6" stroke-linejoin="round">{title}</polyline>')
     return parts
-
-
-def _close(runs: list[list[tuple[float, float]]], current: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Keep ``current`` among ``runs`` when it holds a point; a new empty run to go on with."""
-    if current:
-        runs.append(current)
-    return []
 
 
 def _range_text(start: float, end: float, scale: float) -> str:
@@ -247,7 +244,8 @@ def _track_bar(track: TrackSpan, lane: int, top: float, axis: _Axis, colours: di
     fill = colours.get(track.label or "", UNLABELLED_COLOUR)
     name = f"#{track.track_id}" + (f" {track.label}" if track.label else "")
     frames = f", {track.n_frames} frames" if track.n_frames is not None else ""
-    title = f"track {track.track_id}: {track.label or 'no label'}, {_range_text(track.start_s, track.end_s, scale)}{frames}"
+    when = _range_text(track.start_s, track.end_s, scale)
+    title = f"track {track.track_id}: {track.label or 'no label'}, {when}{frames}"
     bar = (f'<g class="track-bar"><rect class="track" data-track-id="{track.track_id}" x="{_f(x0)}" y="{y}" '
            f'width="{_f(width)}" height="{LANE_H}" rx="3" fill="{fill}"><title>{escape(title)}</title></rect>')
     if width >= 7 * len(name) + 8:  # the name fits inside the bar
@@ -381,9 +379,11 @@ def _tracks_table(video: VideoTimeline) -> str:
     scale = video.duration_s or 0.0
     rows = "".join(
         f'<tr><td class="num">{t.track_id}</td><td>{escape(t.label or "")}</td>'
-        f'<td class="num">{escape(format_time(t.start_s, scale))}</td><td class="num">{escape(format_time(t.end_s, scale))}</td>'
+        f'<td class="num">{escape(format_time(t.start_s, scale))}</td>'
+        f'<td class="num">{escape(format_time(t.end_s, scale))}</td>'
         f'<td class="num">{"" if t.n_frames is None else t.n_frames}</td></tr>' for t in video.tracks)
-    return (f"<details><summary>{_count(len(video.tracks), 'track')}</summary><table class='tracks'><tr><th class='num'>track</th>"
+    return (f"<details><summary>{_count(len(video.tracks), 'track')}</summary>"
+            "<table class='tracks'><tr><th class='num'>track</th>"
             f"<th>label</th><th class='num'>from</th><th class='num'>to</th><th class='num'>frames</th></tr>{rows}"
             "</table></details>")
 
@@ -434,7 +434,9 @@ def render_report(data: ReportData) -> str:
         parts.append('<table class="details">' + "".join(
             f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in data.details) + "</table>")
     parts.append(f"<h2 id='failures'>Failures ({len(data.failures)})</h2>{_failures_table(data.failures)}")
-    shown = f"{len(data.videos)} of {data.videos_total}" if data.videos_total > len(data.videos) else str(len(data.videos))
+    shown = str(len(data.videos))
+    if data.videos_total > len(data.videos):
+        shown = f"{len(data.videos)} of {data.videos_total}"
     parts.append(f"<h2 id='index'>Videos ({shown})</h2>")
     if data.videos:
         parts.append(_index(data, colours))

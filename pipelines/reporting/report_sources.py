@@ -95,7 +95,7 @@ def require_folder(url: str, flag: str) -> None:
 
 
 def select_keys(keys: Sequence[str], pattern: str | None, max_videos: int) -> tuple[list[str], int]:
-    """The keys to draw (sorted, matching the shell-style ``pattern``, the first ``max_videos``) and how many matched."""
+    """The keys to draw (sorted, matching the shell-style ``pattern``, the first ``max_videos``), and how many match."""
     matched = sorted({k for k in keys if pattern is None or fnmatch.fnmatchcase(k, pattern)})
     return matched[:max_videos], len(matched)
 
@@ -190,7 +190,8 @@ def load_scores_report(scores: str, *, pattern: str | None = None, max_videos: i
         missing.append(f"No tracks table at {tracks_url}: written by jobs.score since it tracks faces. "
                        "Timelines show no tracks.")
 
-    by_key = {str(r["key"]): r for r in index.to_dict("records")} if len(index) else {}
+    chosen = index[index["key"].astype(str).isin(keys)] if len(index) else index
+    by_key = {str(r["key"]): r for r in chosen.to_dict("records")}
     videos = tuple(VideoTimeline(
         key=key, status=_text(by_key[key].get("status")), error=_text(by_key[key].get("error")),
         label=_text(by_key[key].get("predicted_label")), n_frames=_int(by_key[key].get("n_frames")),

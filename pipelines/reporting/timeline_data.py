@@ -154,10 +154,6 @@ def _optional_str(value: object) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _score_tuple(values: Sequence[object]) -> tuple[float | None, ...]:
-    return tuple(None if v is None or pd.isna(v) else float(v) for v in values)
-
-
 # --- points from window rows -------------------------------------------------------------------
 
 def points_from_windows(rows: pd.DataFrame, score_columns: Sequence[str], key_column: str = "key",
@@ -167,30 +163,45 @@ def points_from_windows(rows: pd.DataFrame, score_columns: Sequence[str], key_co
     Works for ``jobs.score``'s windows (scores and ``predicted_label``) and ``jobs.extract``'s
     window descriptors (no scores: the points only say where faces were). A row without a time
     range (a video whose frame rate is unknown) is not drawn; its error, when it has one, is
-    returned among the notes of its video.
+    returned among the notes of its video. Columns are converted whole (hours of 10-second
+    windows for hundreds of videos are a few hundred thousand rows).
     """
     points: dict[str, list[TimelinePoint]] = {}
     notes: dict[str, list[str]] = {}
     if rows.empty:
         return points, notes
-    columns = list(score_columns)
-    has = set(rows.columns)
-    for record in rows.to_dict("records"):
-        key = str(record[key_column])
-        start, end = record.get("start_s"), record.get("end_s")
-        if start is None or end is None or pd.isna(start) or pd.isna(end):
-            error = _optional_str(record.get("error"))
-            notes.setdefault(key, []).append(f"windows: {error}" if error else "windows without a time range")
+    n = len(rows)
+    keys = rows[key_column].astype(str).to_numpy()
+    start = pd.to_numeric(rows["start_s"]).to_numpy(np.float64, na_value=np.nan)
+    end = pd.to_numeric(rows["end_s"]).to_numpy(np.float64, na_value=np.nan)
+    has_face = (rows["has_face"].astype("boolean").fillna(True).to_numpy(bool) if "has_face" in rows
+                else np.ones(n, bool))
+    values = (rows[list(score_columns)].apply(pd.to_numeric).to_numpy(np.float64, na_value=np.nan)
+              if len(score_columns) else np.empty((n, 0)))
+    scores = np.where(np.isnan(values) | ~has_face[:, None], None, values).tolist()
+    labels, errors = _objects(rows, "predicted_label"), _objects(rows, "error")
+    frames, face_frames = _objects(rows, "n_frames"), _objects(rows, "n_face_frames")
+    for i in range(n):
+        if np.isnan(start[i]) or np.isnan(end[i]):
+            note = f"windows: {errors[i]}" if errors[i] else "windows without a time range"
+            notes.setdefault(keys[i], []).append(note)
             continue
-        has_face = bool(record["has_face"]) if "has_face" in has and not pd.isna(record["has_face"]) else True
-        scores = _score_tuple([record[c] for c in columns]) if has_face else (None,) * len(columns)
-        points.setdefault(key, []).append(TimelinePoint(
-            start_s=float(start), end_s=float(end), has_face=has_face,
-            label=_optional_str(record.get("predicted_label")) if has_face else None, scores=scores,
-            n_frames=_optional_int(record.get("n_frames")), n_face_frames=_optional_int(record.get("n_face_frames"))))
+        points.setdefault(keys[i], []).append(TimelinePoint(
+            start_s=float(start[i]), end_s=float(end[i]), has_face=bool(has_face[i]),
+            label=str(labels[i]) if has_face[i] and labels[i] is not None else None, scores=tuple(scores[i]),
+            n_frames=None if frames[i] is None else int(frames[i]),
+            n_face_frames=None if face_frames[i] is None else int(face_frames[i])))
     for key in points:
         points[key].sort(key=lambda p: (p.start_s, p.end_s))
     return points, {k: sorted(set(v)) for k, v in notes.items()}
+
+
+def _objects(rows: pd.DataFrame, column: str) -> list[object]:
+    """A column as Python values with None for missing ones (all None when the table lacks it)."""
+    if column not in rows:
+        return [None] * len(rows)
+    series = rows[column].astype(object)
+    return series.where(series.notna(), None).tolist()
 
 
 def tracks_from_rows(rows: pd.DataFrame, key_column: str = "key") -> dict[str, list[TrackSpan]]:

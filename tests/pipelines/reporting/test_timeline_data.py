@@ -37,7 +37,8 @@ def test_window_rows_become_points_in_time_order_and_faceless_windows_carry_no_s
 def test_track_rows_become_spans_sorted_by_start():
     rows = pd.DataFrame({"clip_id": ["c", "c"], "track_id": [7, 2], "start_s": [5.0, 1.0], "end_s": [9.0, 3.0],
                          "n_frames": [100, 50]})
-    assert tracks_from_rows(rows, key_column="clip_id") == {"c": [TrackSpan(2, 1.0, 3.0, 50), TrackSpan(7, 5.0, 9.0, 100)]}
+    assert tracks_from_rows(rows, key_column="clip_id") == {
+        "c": [TrackSpan(2, 1.0, 3.0, 50), TrackSpan(7, 5.0, 9.0, 100)]}
 
 
 def test_the_trace_averages_faces_of_a_frame_and_marks_gaps_in_the_face_rows_as_faceless():
@@ -58,12 +59,14 @@ def test_tracks_from_face_rows_span_first_to_last_face_with_the_class_of_highest
     track_ids = np.array([1, 1, 1, 2, 2, np.nan], dtype=object)  # the last face is in no track
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.3, 0.7], [0.4, 0.6], [1.0, 0.0]])
     spans = tracks_from_faces(times, track_ids, probabilities, ["Happy", "Sad"], 0.04)
-    assert spans == [TrackSpan(1, 0.0, pytest.approx(0.12), 3, "Happy"), TrackSpan(2, 0.04, pytest.approx(0.12), 2, "Sad")]
+    assert spans == [TrackSpan(1, 0.0, pytest.approx(0.12), 3, "Happy"),
+                     TrackSpan(2, 0.04, pytest.approx(0.12), 2, "Sad")]
     assert [t.label for t in tracks_from_faces(times, track_ids, None, [], 0.04)] == [None, None]
 
 
 def test_downsampling_averages_groups_and_never_mixes_faceless_points_with_scored_ones():
-    points = [TimelinePoint(float(k), k + 1.0, True, "Happy" if k < 3 else "Sad", (float(k),), 10, 10) for k in range(5)]
+    points = [TimelinePoint(float(k), k + 1.0, True, "Happy" if k < 3 else "Sad", (float(k),), 10, 10)
+              for k in range(5)]
     points += [TimelinePoint(float(k), k + 1.0, False, None, (None,), 10, 0) for k in range(5, 7)]
     points += [TimelinePoint(7.0, 8.0, True, "Sad", (7.0,), 10, 10)]
     out = downsample(points, max_points=3)  # groups of ceil(8 / 3) = 3
