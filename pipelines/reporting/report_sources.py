@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,18 +81,12 @@ def read_rows(url: str, columns: Sequence[str], key_column: str | None = None,
     return dataset.to_table(columns=present, filter=row_filter).to_pandas()
 
 
-def folder_exists(url: str) -> bool:
-    return storage.exists(url)
-
-
 def require_folder(url: str, flag: str) -> None:
     """Raise :class:`ReportInputError` naming ``flag`` unless ``url`` is an existing folder."""
     if not storage.exists(url):
         raise ReportInputError(f"{flag} {url}: no such folder")
-    if not storage.is_remote(url):
-        from pathlib import Path
-        if not Path(url).is_dir():
-            raise ReportInputError(f"{flag} {url} is a file; it must be an output folder")
+    if not storage.is_remote(url) and not Path(url).is_dir():
+        raise ReportInputError(f"{flag} {url} is a file; it must be an output folder")
 
 
 def select_keys(keys: Sequence[str], pattern: str | None, max_videos: int) -> tuple[list[str], int]:

@@ -117,3 +117,13 @@ def test_latest_files_of_two_models_with_different_classes_are_read_together(tmp
     frame.to_parquet(target)
     data = load_scores_report(str(root))
     assert "Contempt" in data.classes and len(data.videos) == 2
+
+
+def test_a_scores_output_in_a_bucket_is_read_like_a_folder(scores, bucket):
+    from pipelines import storage
+
+    fs, path = storage.filesystem(bucket)
+    fs.put(str(scores), f"{path}/scores", recursive=True)
+    remote, local = load_scores_report(f"{bucket}/scores"), load_scores_report(str(scores))
+    assert remote.counts == local.counts and remote.failures == local.failures
+    assert [(v.key, v.points, v.tracks) for v in remote.videos] == [(v.key, v.points, v.tracks) for v in local.videos]
