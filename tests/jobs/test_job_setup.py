@@ -30,7 +30,7 @@ def _imported_modules(stderr: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("job", ["extract", "train", "evaluate", "score", "faces", "finetune"])
+@pytest.mark.parametrize("job", ["extract", "train", "evaluate", "score", "faces", "finetune", "report"])
 def test_help_answers_without_importing_torch_beam_or_the_runtimes(job):
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", f"jobs.{job}", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
