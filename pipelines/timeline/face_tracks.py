@@ -71,35 +71,31 @@ class TrackerSettings:
 
 # --- geometry and cost: pure functions on arrays ---------------------------------------------------
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (N, 4), as (T, N)."""
-    a = np.asarray(a, np.float64)[:, None, :4]
-    b = np.asarray(b, np.float64)[None, :, :4]
-    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = width * height
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+def box_geometry(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and centre distance of every box in ``a`` (T, 4+) with every box in ``b`` (N, 4+), each (T, N).
 
-
-def center_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance between box centres of ``a`` (T, 4) and ``b`` (N, 4) in face sizes (mean sqrt area), (T, N)."""
-    a = np.asarray(a, np.float64)[:, :4]
-    b = np.asarray(b, np.float64)[:, :4]
-    centre_a = (a[:, :2] + a[:, 2:]) / 2
-    centre_b = (b[:, :2] + b[:, 2:]) / 2
-    size_a = np.sqrt(np.clip(np.prod(a[:, 2:] - a[:, :2], axis=1), 1e-12, None))
-    size_b = np.sqrt(np.clip(np.prod(b[:, 2:] - b[:, :2], axis=1), 1e-12, None))
-    distance = np.linalg.norm(centre_a[:, None, :] - centre_b[None, :, :], axis=2)
-    return distance / ((size_a[:, None] + size_b[None, :]) / 2)
+    Boxes are (x1, y1, x2, y2, ...). The distance is in face sizes: pixels over the mean of the
+    two boxes' sqrt(area), so the same gate serves small and large faces. One pass, few numpy
+    calls: this runs on every sampled frame.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0) \
+        * np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
+    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
+    iou = inter / np.maximum(area_a + area_b - inter, 1e-12)
+    shift = np.hypot((ax1 + ax2) - (bx1 + bx2), (ay1 + ay2) - (by1 + by2)) \
+        / np.maximum(np.sqrt(area_a) + np.sqrt(area_b), 1e-12)  # (centre gap / 2) / (mean size / 2)
+    return iou, shift
 
 
 def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero), float32."""
     embeddings = np.asarray(embeddings, np.float32)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("nd,nd->n", embeddings, embeddings))[:, None]
     return np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0)
 
 
@@ -113,11 +109,11 @@ def association_cost(track_boxes: np.ndarray, track_appearances: np.ndarray, tra
     Appearances and ``units`` are unit vectors.
     """
     similarity = track_appearances @ units.T
-    overlap = box_iou(track_boxes, boxes)
+    overlap, shift = box_geometry(track_boxes, boxes)
     cost = settings.appearance_weight * (1.0 - similarity) + settings.overlap_weight * (1.0 - overlap)
     elapsed = np.asarray(track_elapsed, np.float64)
     reach = settings.max_center_shift * (elapsed[:, None] if elapsed.ndim == 1 else elapsed)
-    allowed = (center_shift(track_boxes, boxes) <= reach) & (similarity >= settings.min_similarity)
+    allowed = (shift <= reach) & (similarity >= settings.min_similarity)
     return cost, allowed
 
 
@@ -192,14 +188,13 @@ class SegmentTracks:
 
 @dataclass
 class ClipTracks:
-    """A clip's tracks after stitching: each part's local-to-clip id map and every track, by clip id."""
+    """A clip's tracks after stitching: each part's local-to-clip id map, how many tracks the clip
+    has, and every track the parts still held, by clip id (those taken earlier with
+    :meth:`FaceTracker.pop_closed` are renumbered with :meth:`clip_ids`)."""
 
     id_maps: list[np.ndarray]
     tracks: list[ClosedTrack]
-
-    @property
-    def n_tracks(self) -> int:
-        return len(self.tracks)
+    n_tracks: int
 
     def clip_ids(self, part: int, local_ids: np.ndarray) -> np.ndarray:
         """Clip-wide ids of a part's local ids (for its face rows)."""
@@ -225,6 +220,10 @@ class FaceTracker:
     def n_live(self) -> int:
         return len(self._live)
 
+    def live_tracks(self) -> list[TrackPiece]:
+        """The tracks that may still continue, by local id (read them, do not change them)."""
+        return [self._live[i] for i in sorted(self._live)]
+
     def _link_frame(self, frame_index: int, boxes: np.ndarray, units: np.ndarray) -> np.ndarray:
         """Give this frame's faces track ids (no statistics yet); unmatched tracks miss a frame."""
         if frame_index <= self._last_frame:
@@ -234,18 +233,21 @@ class FaceTracker:
         live = [t for t in self._live.values() if t.missed <= self.settings.max_gap_frames]
         matched: set[int] = set()
         if live and len(boxes):
-            cost, allowed = association_cost(
-                np.stack([t.last_box for t in live]), np.stack([t.appearance for t in live]),
-                np.array([t.missed + 1 for t in live]), boxes, units, self.settings)
-            for row, col in assign(cost, allowed):
-                track = live[row]
-                ids[col] = track.local_id
-                matched.add(track.local_id)
-                track.last_frame, track.last_box, track.missed = frame_index, boxes[col, :4].copy(), 0
-                track.n_frames += 1
+            appearances = np.stack([t.appearance for t in live])
+            cost, allowed = association_cost(np.stack([t.last_box for t in live]), appearances,
+                                             np.array([t.missed + 1 for t in live]), boxes, units, self.settings)
+            pairs = assign(cost, allowed)
+            if pairs:
+                rows, cols = np.array(pairs).T
                 keep = self.settings.appearance_momentum
-                mixed = keep * track.appearance + (1 - keep) * units[col]
-                track.appearance = unit_rows(mixed[None])[0]
+                mixed = unit_rows(keep * appearances[rows] + (1 - keep) * units[cols])
+                for k, (row, col) in enumerate(pairs):
+                    track = live[row]
+                    ids[col] = track.local_id
+                    matched.add(track.local_id)
+                    track.last_frame, track.last_box, track.missed = frame_index, boxes[col, :4].copy(), 0
+                    track.n_frames += 1
+                    track.appearance = mixed[k]
         for track in live:
             if track.local_id not in matched:
                 track.missed += 1
@@ -348,6 +350,7 @@ def stitch_tracks(parts: Sequence[SegmentTracks], settings: TrackerSettings | No
         id_map = np.full(part.n_tracks, -1, np.int64)
         joined: dict[int, TrackPiece] = {}  # local id -> the whole track so far
         heads = [p for p in part.pieces if p.leading_missed <= gap] if index > 0 else []
+        continued: set[int] = set()
         if open_tails and heads:
             tails = [t for _, t in open_tails]
             cost, allowed = association_cost(
@@ -360,6 +363,8 @@ def stitch_tracks(parts: Sequence[SegmentTracks], settings: TrackerSettings | No
                 head = heads[col]
                 id_map[head.local_id] = clip_id
                 joined[head.local_id] = _join(tail, head)
+                continued.add(row)
+        tracks.extend(tail.close(clip_id) for row, (clip_id, tail) in enumerate(open_tails) if row not in continued)
         for local_id in range(part.n_tracks):
             if id_map[local_id] < 0:
                 id_map[local_id] = next_id
@@ -376,7 +381,7 @@ def stitch_tracks(parts: Sequence[SegmentTracks], settings: TrackerSettings | No
         tracks.extend(replace(c, track_id=int(id_map[c.track_id])) for c in part.closed)
         id_maps.append(id_map)
     tracks.extend(tail.close(clip_id) for clip_id, tail in open_tails)
-    return ClipTracks(id_maps, sorted(tracks, key=lambda t: t.track_id))
+    return ClipTracks(id_maps, sorted(tracks, key=lambda t: t.track_id), next_id)
 
 
 def track_rows(tracks: Sequence[ClosedTrack], fps: float,
@@ -390,5 +395,5 @@ def track_rows(tracks: Sequence[ClosedTrack], fps: float,
 
 
 __all__ = ["ClipTracks", "ClosedTrack", "FaceTracker", "SegmentTracks", "TrackPiece",
-           "TrackerSettings", "assign", "association_cost", "box_iou", "center_shift", "stitch_tracks",
+           "TrackerSettings", "assign", "association_cost", "box_geometry", "stitch_tracks",
            "track_rows", "unit_rows", "DEFAULT_MIN_TRACK_SECONDS"]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from featurizers.errors import FrameRateError
-from pipelines.timeline.face_tracks import (FaceTracker, TrackerSettings, box_iou, center_shift, stitch_tracks,
-                                            track_rows)
+from pipelines.timeline.face_tracks import FaceTracker, TrackerSettings, box_geometry, stitch_tracks, track_rows
 
 DIM = 16
 SIZE = 50.0
@@ -50,11 +49,13 @@ def ids_by_person(frames, ids):
 
 def test_box_geometry_by_hand():
     a = np.array([box_at(0, 0, 10)])
-    b = np.array([box_at(5, 0, 10), box_at(20, 0, 10), box_at(0, 0, 10)])
-    # overlap 5 x 10 = 50 of union 150; none; identical.
-    assert box_iou(a, b)[0].tolist() == pytest.approx([1 / 3, 0.0, 1.0])
-    # centres 5 and 20 px apart, face size 10.
-    assert center_shift(a, b)[0].tolist() == pytest.approx([0.5, 2.0, 0.0])
+    b = np.array([box_at(5, 0, 10), box_at(20, 0, 10), box_at(0, 0, 10), box_at(3, 4, 30)])
+    iou, shift = box_geometry(a, b)
+    # overlap 5 x 10 = 50 of union 150; none; identical; the 10-box inside the 30-box (x 3-33, y 4-34):
+    # overlap 7 x 6 = 42 of union 100 + 900 - 42.
+    assert iou[0].tolist() == pytest.approx([1 / 3, 0.0, 1.0, 42 / 958])
+    # centres 5, 20 and 0 px apart with face size 10; (5, 5) to (18, 19) is sqrt(13^2 + 14^2) px, mean size 20.
+    assert shift[0].tolist() == pytest.approx([0.5, 2.0, 0.0, np.hypot(13, 14) / 20])
 
 
 def crossing_scene(seed=0):
@@ -209,7 +210,10 @@ def test_a_gap_across_a_boundary_counts_both_sides():
     assert set(track_split(frames, cuts=[6])[1]) == {0}
     # Missing on frames 5, 6 and 7: three in all, over the gap of two: a new track, as unsplit.
     frames = [[] if t in (5, 6, 7) else [seen[t]] for t in range(12)]
-    assert track_split(frames, cuts=[6])[1] == run(frames)[1] == [0] * 5 + [1] * 4
+    stitched, clip_ids = track_split(frames, cuts=[6])
+    assert clip_ids == run(frames)[1] == [0] * 5 + [1] * 4
+    assert [(t.track_id, t.first_frame, t.last_frame, t.n_frames) for t in stitched.tracks] == \
+        [(0, 0, 4, 5), (1, 8, 11, 4)]
 
 
 def random_scene(seed, n_frames=60, max_people=5, dim=DIM):
@@ -239,14 +243,19 @@ def random_scene(seed, n_frames=60, max_people=5, dim=DIM):
 @pytest.mark.parametrize("seed", range(15))
 def test_random_scenes_give_one_track_per_person_split_or_not(seed):
     frames = random_scene(seed)
-    _, ids = run(frames, chunk=int(np.random.default_rng(seed).integers(1, 9)))
+    tracker, ids = run(frames, chunk=int(np.random.default_rng(seed).integers(1, 9)))
     per_person = ids_by_person(frames, ids)
     assert all(len(tracks) == 1 for tracks in per_person.values())
     assert len(set(ids)) == len(per_person)
     first_seen = [i for n, i in enumerate(ids) if i not in ids[:n]]
     assert first_seen == list(range(len(first_seen)))  # ids in order of first appearance
     cuts = sorted(set(np.random.default_rng(seed + 100).integers(1, len(frames), size=2).tolist()))
-    assert track_split(frames, cuts)[1] == ids
+    stitched, clip_ids = track_split(frames, cuts)
+    assert clip_ids == ids
+    whole = stitch_tracks([tracker.finish()])
+    assert stitched.n_tracks == whole.n_tracks == len(per_person)
+    assert [(t.track_id, t.first_frame, t.last_frame, t.n_frames) for t in stitched.tracks] == \
+        [(t.track_id, t.first_frame, t.last_frame, t.n_frames) for t in whole.tracks]
 
 
 def test_the_tracker_refuses_frames_out_of_order_and_mismatched_inputs():
@@ -263,3 +272,23 @@ def test_the_tracker_refuses_frames_out_of_order_and_mismatched_inputs():
 def test_bad_tracker_settings_are_refused(bad):
     with pytest.raises(ValueError):
         TrackerSettings(**bad)
+
+
+def test_tracks_handed_out_while_streaming_are_counted_and_renumbered_clip_wide():
+    vectors = identities(3, seed=10)
+    rng = np.random.default_rng(10)
+    # Person 0 throughout; person 1 on frames 4-6 (segment 0); person 2 on frames 13-16 (segment 1, cut
+    # at 10). Both start after the gap and end before it, so no neighbour can own them.
+    frames = [[face(vectors, 0, 100, 100, rng)]
+              + ([face(vectors, 1, 300, 100, rng)] if 4 <= t <= 6 else [])
+              + ([face(vectors, 2, 500, 100, rng)] if 13 <= t <= 16 else []) for t in range(20)]
+    parts, popped = [], []
+    for start, stop in ((0, 10), (10, 20)):
+        tracker, _ = run(frames[start:stop], chunk=4)
+        popped.append(tracker.pop_closed())  # interior tracks: no other segment can continue them
+        parts.append(tracker.finish())
+    assert [[t.track_id for t in p] for p in popped] == [[1], [1]]  # local ids
+    stitched = stitch_tracks(parts)
+    assert stitched.n_tracks == 3 and [t.track_id for t in stitched.tracks] == [0]
+    assert stitched.clip_ids(0, [popped[0][0].track_id]).tolist() == [1]  # the first part keeps its ids
+    assert stitched.clip_ids(1, [popped[1][0].track_id]).tolist() == [2]
