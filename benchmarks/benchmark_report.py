@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifiers.scoring import score_column, scores_schema, scores_table  # noqa: E402
-from pipelines.schema import AFEW_CLASSES  # noqa: E402
-from pipelines.score_store import ScoreStore, new_run_id  # noqa: E402
+from common.schema import AFEW_CLASSES  # noqa: E402
+from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 
 def build_output(root: Path, videos: int, drawn: int, hours: float, window_s: float, tracks: int,

@@ -39,3 +39,8 @@ class IncompatibleArtifactsError(EmotiwError, ValueError):
 class OutputPathError(EmotiwError, ValueError):
     """An output path that cannot be written: an existing file, a path under a file, or a folder
     this user may not write in. Checked before any work, so a run never fails at its end for it."""
+
+
+class FrameRateError(EmotiwError, ValueError):
+    """A video states no usable frame rate (missing, zero, negative or not finite), so its frames
+    cannot be placed in time: windows and track times need one."""

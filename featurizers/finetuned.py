@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import CheckpointFormatError, WeightsNotFoundError
-from featurizers.featurizer_spec import FINETUNED_CONFIG_FILE, FINETUNED_WEIGHTS_FILE, RESIZE_INTERPOLATION, FeaturizerSpec
+from featurizers.featurizer_spec import (
+    FINETUNED_CONFIG_FILE,
+    FINETUNED_WEIGHTS_FILE,
+    RESIZE_INTERPOLATION,
+    FeaturizerSpec,
+)
 
 FORMAT_NAME = "emotiw-video fine-tuned featurizer"
 FORMAT_VERSION = 1

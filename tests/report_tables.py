@@ -3,7 +3,7 @@
 The scores output is written by the project's own ``ScoreStore.commit`` with the scores schema
 (history, latest view, manifest); its windows and tracks tables carry the columns issue 15
 gives them. The extraction tables use the descriptor and face-row schemas of
-``pipelines.schema`` (face rows with an integer ``track_id``).
+``common.schema`` (face rows with an integer ``track_id``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from classifiers.scoring import score_column, scores_schema, scores_table
-from pipelines.output import rows_to_table
-from pipelines.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
-from pipelines.score_store import ScoreStore
+from common.parquet_io import rows_to_table
+from common.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
+from pipelines.scoring.score_store import ScoreStore
 
 CLASSES = AFEW_CLASSES
 RUN_ID = "20260301T020000.000000Z"

@@ -16,7 +16,13 @@ from html import escape
 import numpy as np
 
 from pipelines.reporting.timeline_data import (
-    Failure, ReportData, TimelinePoint, TrackSpan, VideoTimeline, label_runs, pack_lanes,
+    Failure,
+    ReportData,
+    TimelinePoint,
+    TrackSpan,
+    VideoTimeline,
+    label_runs,
+    pack_lanes,
 )
 
 # Colours people read as the emotion where the class is known (AFEW, HSEmotion, VGAF names),

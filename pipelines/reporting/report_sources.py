@@ -20,12 +20,25 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurizers.errors import EmotiwError
-from pipelines import storage
+from common import storage
+from common.errors import EmotiwError
 from pipelines.reporting.timeline_data import (
-    PROBABILITY_PREFIX, SCORE_PREFIX, Failure, ReportData, TimelinePoint, TrackSpan, VideoTimeline, class_columns,
-    downsample, frame_spacing, label_tracks, merge_faceless, points_from_windows, trace_from_faces,
-    tracks_from_faces, tracks_from_rows,
+    PROBABILITY_PREFIX,
+    SCORE_PREFIX,
+    Failure,
+    ReportData,
+    TimelinePoint,
+    TrackSpan,
+    VideoTimeline,
+    class_columns,
+    downsample,
+    frame_spacing,
+    label_tracks,
+    merge_faceless,
+    points_from_windows,
+    trace_from_faces,
+    tracks_from_faces,
+    tracks_from_rows,
 )
 
 log = logging.getLogger(__name__)

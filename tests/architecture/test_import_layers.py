@@ -1,4 +1,4 @@
-"""The packages import one way: jobs, then pipelines (scoring, then graph, then extraction), then
+"""The packages import one way: jobs, then pipelines (reporting, scoring, graph, extraction), then
 classifiers and featurizers, then common; and no module reaches itself through its imports.
 
 Read from the source (every import statement, those inside functions too), so nothing is imported.
@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "featurizers", "classifiers", "pipelines", "jobs")
 LAYERS = {"common": 0, "featurizers": 1, "classifiers": 1, "pipelines": 2, "pipelines.extraction": 2,
-          "pipelines.graph": 3, "pipelines.scoring": 4, "jobs": 5}
+          "pipelines.graph": 3, "pipelines.scoring": 4, "pipelines.reporting": 5, "jobs": 6}
 """Higher imports lower. Equal layers may not import each other (classifiers and featurizers stay apart)."""
 
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from report_tables import standard_videos, write_extract_outputs, write_scores_output
 
 from jobs import report
-from report_tables import standard_videos, write_extract_outputs, write_scores_output
 
 ROOT = Path(__file__).parents[2]
 

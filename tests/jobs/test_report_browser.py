@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_tables import CLASSES, FACE_CLASSES, standard_videos, write_extract_outputs, write_scores_output
 
 from jobs import report
-from report_tables import CLASSES, FACE_CLASSES, standard_videos, write_extract_outputs, write_scores_output
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 

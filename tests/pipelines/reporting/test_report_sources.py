@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from report_tables import CLASSES, RUN_ID, ScoredVideo, standard_videos, write_extract_outputs, write_scores_output
 
 from pipelines.reporting.report_sources import ReportInputError, load_extract_report, load_scores_report
-from report_tables import CLASSES, RUN_ID, ScoredVideo, standard_videos, write_extract_outputs, write_scores_output
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_latest_files_of_two_models_with_different_classes_are_read_together(tmp
 
 
 def test_a_scores_output_in_a_bucket_is_read_like_a_folder(scores, bucket):
-    from pipelines import storage
+    from common import storage
 
     fs, path = storage.filesystem(bucket)
     fs.put(str(scores), f"{path}/scores", recursive=True)

@@ -7,8 +7,19 @@ import pandas as pd
 import pytest
 
 from pipelines.reporting.timeline_data import (
-    TimelinePoint, TrackSpan, VideoTimeline, class_columns, downsample, frame_spacing, label_runs, merge_faceless,
-    pack_lanes, points_from_windows, trace_from_faces, tracks_from_faces, tracks_from_rows,
+    TimelinePoint,
+    TrackSpan,
+    VideoTimeline,
+    class_columns,
+    downsample,
+    frame_spacing,
+    label_runs,
+    merge_faceless,
+    pack_lanes,
+    points_from_windows,
+    trace_from_faces,
+    tracks_from_faces,
+    tracks_from_rows,
 )
 
 
