@@ -98,6 +98,7 @@ def frame_table_schema(score_names: tuple[str, ...]) -> pa.Schema:
         pa.field("face_index", pa.int64(), nullable=False),
         pa.field("box", pa.list_(pa.float32(), 4), nullable=False),
         pa.field("probability", pa.float32(), nullable=False),
+        pa.field("track_id", pa.int64()),  # the face's track in its clip (null only where tracking was off)
     ]
     fields += [pa.field(f"p_{name.lower()}", pa.float32()) for name in score_names]
     return pa.schema(fields)

@@ -91,6 +91,8 @@ class FrameChunk:
     n_corrupt: int = 0
     """Sampled frames of this chunk's index range that the decoder could not give (corrupt or
     missing packets): left out of ``frames``, never replaced by a neighbour."""
+    n_native_frames: int | None = None
+    """Frames the whole video declares (not only this range): where its last time window ends."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
                     f"corrupt or missing (more than {MAX_CORRUPT_SHARE:.0%})")
             times = frame_indices / fps if fps > 0 else np.full(len(frame_indices), np.nan)
             yield FrameChunk(frame_indices=frame_indices, times_s=times.astype(np.float64), frames=frames,
-                             native_fps=fps, n_corrupt=n_lost)
+                             native_fps=fps, n_corrupt=n_lost, n_native_frames=n_frames)
         if received >= len(indices):
             child.end_of_stream("the end of the video")
 

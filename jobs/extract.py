@@ -21,6 +21,7 @@ from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_feat
 from jobs.job_setup import (
     add_face_selection_arguments,
     add_featurizer_runtime_arguments,
+    add_timeline_arguments,
     check_output_folder,
     configure_logging,
     detector_from_args,
@@ -28,6 +29,7 @@ from jobs.job_setup import (
     parse_job_args,
     pipeline_options,
     report_summary,
+    timeline_from_args,
 )
 from pipelines.extraction.datasets import SAMPLE_ROOT
 from pipelines.extraction.settings import ExtractionConfig
@@ -49,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_selection_arguments(parser)
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
-    parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder")
+    parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder "
+                                                           "(each with its track_id)")
+    add_timeline_arguments(parser)
+    parser.add_argument("--windows-output", metavar="DIR",
+                        help="also write one descriptor row per time window of each clip (--window-seconds)")
+    parser.add_argument("--tracks-output", metavar="DIR",
+                        help="also write one row per face track of each clip (--min-track-seconds)")
     return parser
 
 
@@ -66,6 +74,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         group=args.group,
         with_face_rows=args.frames_output is not None,
         segment_frames=args.segment_frames,
+        timeline=timeline_from_args(args, windows=args.windows_output is not None,
+                                    tracks=args.tracks_output is not None),
     )
 
 
@@ -80,8 +90,10 @@ def run(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         output = args.output or str(Path("out") / f"{args.dataset}_{config.spec.short_name}")
         check_output_folder(output, replaced_whole=True)
-        if args.frames_output is not None:
-            check_output_folder(args.frames_output, "--frames-output", replaced_whole=True)
+        for flag, folder in (("--frames-output", args.frames_output), ("--windows-output", args.windows_output),
+                             ("--tracks-output", args.tracks_output)):
+            if folder is not None:
+                check_output_folder(folder, flag, replaced_whole=True)
         root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
         refs, warnings = list_job_clips(args.dataset, root, args.split, log)
         weights_sha = checkpoint_sha256(resolve_weights_path(config.spec, config.weights))
@@ -93,7 +105,8 @@ def run(argv: list[str] | None = None) -> int:
         log.warning("featurizer %s is generic (ImageNet), not emotion-tuned: descriptors are for "
                     "trying the pipeline, not for emotion results", config.featurizer)
     options = pipeline_options(beam_args)
-    summary = run_extraction(refs, config, provenance, output, options, args.frames_output, warnings)
+    summary = run_extraction(refs, config, provenance, output, options, args.frames_output, warnings,
+                             windows_output=args.windows_output, tracks_output=args.tracks_output)
     return report_summary(summary, output)
 
 

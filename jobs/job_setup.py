@@ -23,6 +23,7 @@ from pipelines.graph.runner import DASK_RUNNER, LOCAL_RUNNER, pipeline_options, 
 
 if TYPE_CHECKING:
     from featurizers.detect import DetectorConfig
+    from pipelines.extraction.timeline import TimelineSettings
     from pipelines.extraction.clip_records import ClipRef
 
 
@@ -144,6 +145,27 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-frames", type=int, default=ExtractionConfig.segment_frames,
                         help="split clips longer than this many (sampled) frames into segments that "
                              "workers describe in parallel and merge exactly (0: never split)")
+
+
+def add_timeline_arguments(parser: argparse.ArgumentParser, windows_help: str = "") -> None:
+    """``--window-seconds`` and ``--min-track-seconds``: the time windows and face tracks of a clip."""
+    from pipelines.extraction.timeline import DEFAULT_MIN_TRACK_SECONDS, DEFAULT_WINDOW_SECONDS
+
+    parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="S",
+                        help=f"length of the time windows: window k holds the frames of [k*S, (k+1)*S) "
+                             f"(default {DEFAULT_WINDOW_SECONDS:g}){windows_help}")
+    parser.add_argument("--min-track-seconds", type=float, default=DEFAULT_MIN_TRACK_SECONDS, metavar="S",
+                        help="face tracks shorter than this (first to last face) get no track row; their face "
+                             f"rows keep their track_id (default {DEFAULT_MIN_TRACK_SECONDS:g})")
+
+
+def timeline_from_args(args: argparse.Namespace, *, windows: bool, tracks: bool,
+                       windows_can_be_off: bool = False) -> TimelineSettings:
+    """The timeline settings of the parsed flags; ValueError naming the flag when a value is bad."""
+    from pipelines.extraction.timeline import timeline_from_flags
+
+    return timeline_from_flags(args.window_seconds, args.min_track_seconds, windows=windows, tracks=tracks,
+                               windows_can_be_off=windows_can_be_off)
 
 
 def report_summary(summary: Any, output: str | os.PathLike[str]) -> int:

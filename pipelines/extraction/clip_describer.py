@@ -22,6 +22,7 @@ from pipelines.extraction.clip_records import ClipRef, ClipResult
 from pipelines.extraction.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.statistics import ClipAccumulator
+from pipelines.extraction.timeline import PartTimeline, TimelineSink, finish_timeline
 from pipelines.extraction.video_source import video_chunks
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ class ClipExtractor:
                 scores.append(out.head_scores)
         return np.concatenate(features), (np.concatenate(scores) if scores else None)
 
-    def _face_rows(self, ref: ClipRef, chunk: FrameChunk, faces: ChunkFaces, scores: np.ndarray | None) -> list[dict]:
+    def _face_rows(self, ref: ClipRef, chunk: FrameChunk, faces: ChunkFaces, scores: np.ndarray | None,
+                   track_ids: np.ndarray | None = None) -> list[dict]:
         names = self.spec.head_outputs
         rows = []
         for i, position in enumerate(faces.frame_positions):
@@ -129,22 +131,30 @@ class ClipExtractor:
                 "face_index": faces.face_indices[i],
                 "box": [float(v) for v in faces.boxes[i][:4]],
                 "probability": faces.probs[i],
+                "track_id": None if track_ids is None else int(track_ids[i]),
             }
             if scores is not None:
                 row.update({f"p_{name.lower()}": float(scores[i, k]) for k, name in enumerate(names)})
             rows.append(row)
         return rows
 
-    def describe(self, task: SegmentTask, face_sink: FaceSink | None = None) -> SegmentResult:
+    def describe(self, task: SegmentTask, face_sink: FaceSink | None = None,
+                 timeline_sink: TimelineSink | None = None) -> SegmentResult:
         """Describe a clip, or one segment of it; a failure becomes the result's ``error``, never raised.
 
-        Face rows go to ``face_sink`` chunk by chunk as the clip streams, so a long clip never
-        holds them all.
+        Face rows go to ``face_sink``, and window and track rows to ``timeline_sink``, chunk by
+        chunk as the clip streams, so a long clip never holds them all. A whole clip's last
+        window and track rows follow at its end; a segment's go with its result, to be put
+        together with its clip's other segments (:func:`finish_timeline`).
         """
         ref = task.clip
         where = "" if task.count == 1 else f"{task.describe()}: "
         started = time.perf_counter()
         accumulator = ClipAccumulator(self.layout)
+        settings = self.config.timeline_built
+        timeline = PartTimeline(settings, self.layout, task.index, task.frame_range, where=ref.path) \
+            if settings.windows_on or settings.track_faces else None
+        no_features = np.zeros((0, self.spec.feature_dim), np.float32)
         fps = None
         n_corrupt = 0
         error = ref.problem
@@ -160,17 +170,34 @@ class ClipExtractor:
                         last_report = time.perf_counter()
                         log.info("clip %s: %s%d frames so far, %.1f frames/s", ref.clip_id, where,
                                  accumulator.n_frames, accumulator.n_frames / (last_report - started))
-                    if not faces.images:
-                        continue
-                    features, scores = self.embed_faces(faces.images)
-                    accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
-                    if face_sink is not None:
-                        face_sink(self._face_rows(ref, chunk, faces, scores))
+                    features, scores = self.embed_faces(faces.images) if faces.images else (no_features, None)
+                    if faces.images:
+                        accumulator.add_faces(features, chunk.frame_indices[faces.frame_positions])
+                    track_ids = None
+                    if timeline is not None:  # faceless chunks too: a track misses their frames
+                        boxes = np.stack(faces.boxes) if faces.boxes else np.zeros((0, 4))
+                        ids = timeline.add_chunk(chunk, np.asarray(faces.frame_positions, np.int64), boxes, features)
+                        track_ids = ids if timeline.tracks_faces else None
+                        if timeline_sink is not None:
+                            windows, tracks = timeline.pop_final()
+                            timeline_sink.windows(windows)
+                            timeline_sink.tracks(tracks)
+                    if face_sink is not None and faces.images:
+                        face_sink(self._face_rows(ref, chunk, faces, scores, track_ids))
             except Exception as exc:  # one bad clip must not stop the job: record why instead
                 log.warning("clip %s failed: %s%s", ref.clip_id, where, exc)
                 error = f"{where}{type(exc).__name__}: {exc}"
+        part = None
+        if timeline is not None and error is None:
+            part = timeline.finish()
+            if task.count == 1:  # a whole clip: its last rows are final now
+                if timeline_sink is not None:
+                    last = finish_timeline([part], settings, self.layout)
+                    timeline_sink.windows(last.window_rows)
+                    timeline_sink.tracks(last.track_rows)
+                part = None
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
-                             n_corrupt)
+                             n_corrupt, part)
 
     def process(self, ref: ClipRef) -> ClipResult:
         """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""

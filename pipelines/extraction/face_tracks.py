@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from common.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator
@@ -125,6 +124,8 @@ def assign(cost: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
     """
     if cost.size == 0:
         return []
+    from scipy.optimize import linear_sum_assignment  # here: job settings import this module, --help stays light
+
     rows, cols = linear_sum_assignment(np.where(allowed, cost, _FORBIDDEN))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 

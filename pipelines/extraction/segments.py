@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from common.schema import DescriptorLayout
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.statistics import ClipAccumulator
+from pipelines.extraction.timeline import TimelinePart
 
 FrameRange = tuple[int, int]
 """Native frame indices ``[start, stop)``."""
@@ -48,6 +49,8 @@ class SegmentResult:
     seconds: float = 0.0
     n_corrupt_frames: int = 0
     """Sampled frames the decoder left out as undecodable."""
+    timeline: TimelinePart | None = None
+    """A split clip's part of its windows and tracks, to be put together with the others' (None unsplit)."""
 
 
 def whole_chunks(frames: int, chunk_frames: int) -> int:

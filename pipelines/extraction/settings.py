@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
@@ -11,6 +11,7 @@ from featurizers.backend_choice import Backend, device_type, resolve_backend
 from featurizers.decode import FrameSampling
 from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
 from featurizers.registry import FeaturizerSpec, get_featurizer_spec
+from pipelines.extraction.timeline import TimelineSettings
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class ExtractionConfig:
     segment_frames: int = 2048
     """Sampled frames per segment of a long clip, each a separate unit of work (0: never split).
     Not provenance: segments merge exactly, so the descriptors do not depend on it."""
+    timeline: TimelineSettings = field(default_factory=TimelineSettings)
+    """Time windows and face tracks (their own tables; the clip's row does not depend on them)."""
+
+    @property
+    def timeline_built(self) -> TimelineSettings:
+        """The timeline the workers build: tracks also whenever face rows are written (each gets a ``track_id``)."""
+        if self.with_face_rows and not self.timeline.track_faces:
+            return replace(self.timeline, track_faces=True)
+        return self.timeline
 
     @staticmethod
     def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:

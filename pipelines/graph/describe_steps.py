@@ -16,8 +16,10 @@ from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
 from pipelines.extraction.settings import ExtractionConfig
+from pipelines.extraction.timeline import TimelinePart, finish_timeline
 from pipelines.graph.face_rows import FaceRowWriter
 from pipelines.graph.shared_models import acquire_shared
+from pipelines.graph.timeline_rows import MERGE_PART, TimelineOutputs, renumber_face_tracks, segment_part
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +44,24 @@ class DescribeSegmentsFn(beam.DoFn):
     """Describe segments; the models load once per worker process.
 
     A whole clip leaves as its ClipResult; the parts of a split clip leave as ``(clip_id,
-    SegmentResult)`` to be grouped and merged. Face rows are written as the segment streams
-    (see face_rows.py), not carried downstream.
+    SegmentResult)`` to be grouped and merged. Face rows, and window and track rows, are written
+    as the segment streams (see face_rows.py and timeline_rows.py), not carried downstream.
     """
 
-    def __init__(self, config: ExtractionConfig, faces_dir: str | None, total_clips: int) -> None:
+    def __init__(self, config: ExtractionConfig, faces_dir: str | None, total_clips: int,
+                 timeline: TimelineOutputs | None = None) -> None:
         self._config = config
         self._faces_dir = faces_dir
         self._total = total_clips
+        self._timeline = timeline
         self._shared = shared.Shared()
         self._extractor: ClipExtractor | None = None
 
     def setup(self) -> None:
         # Shared: every DoFn instance of this process reuses one loaded model.
         self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config))
+        if self._timeline is not None:
+            self._timeline.setup()
 
     def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
         assert self._extractor is not None, "setup() loads the models before process()"
@@ -63,9 +69,13 @@ class DescribeSegmentsFn(beam.DoFn):
         if self._faces_dir is not None:
             schema = frame_table_schema(self._config.spec.head_outputs)
             writer = FaceRowWriter(self._faces_dir, schema, task.clip.clip_id, task.index)
-        result = self._extractor.describe(task, writer.add if writer is not None else None)
+        timeline = self._timeline.open(task.clip, segment_part(task.index), task.count) \
+            if self._timeline is not None else None
+        result = self._extractor.describe(task, writer.add if writer is not None else None, timeline)
         if writer is not None:
             writer.flush()
+        if timeline is not None:
+            timeline.close()
         if task.count == 1:
             clip = clip_result(task.clip, merge_segments([result], self._config.layout), self._config.spec.name)
             log_clip_done(clip, self._total, 1)
@@ -78,19 +88,49 @@ class DescribeSegmentsFn(beam.DoFn):
 
 
 class MergeSegmentsFn(beam.DoFn):
-    """A split clip's segments to its descriptor row, logged as the clip completes."""
+    """A split clip's segments to its descriptor row, logged as the clip completes.
 
-    def __init__(self, config: ExtractionConfig, total_clips: int) -> None:
+    Its windows and tracks are put together too: the rows the segments could not finish are
+    written, and the face rows of later segments get the clip's track ids, before the row leaves.
+    """
+
+    def __init__(self, config: ExtractionConfig, total_clips: int, faces_dir: str | None = None,
+                 timeline: TimelineOutputs | None = None) -> None:
         self._config = config
         self._total = total_clips
+        self._faces_dir = faces_dir
+        self._timeline = timeline
+
+    def setup(self) -> None:
+        if self._timeline is not None:
+            self._timeline.setup()
 
     def process(self, keyed: tuple[str, Iterable[SegmentResult]]) -> Iterator[ClipResult]:
         _, results = keyed
         results = list(results)
         merged = merge_segments(results, self._config.layout)
+        if merged.error is None:
+            self._finish_timeline(results)
         result = clip_result(results[0].clip, merged, self._config.spec.name)
         log_clip_done(result, self._total, merged.n_segments)
         yield result
+
+    def _finish_timeline(self, results: list[SegmentResult]) -> None:
+        parts: dict[int, TimelinePart] = {}
+        for r in results:  # a segment delivered twice (a retried bundle) counts once
+            if r.timeline is not None:
+                parts.setdefault(r.index, r.timeline)
+        if not parts:
+            return
+        clip = results[0].clip
+        done = finish_timeline(list(parts.values()), self._config.timeline_built, self._config.layout)
+        if self._timeline is not None:
+            writer = self._timeline.open(clip, MERGE_PART, results[0].count)
+            writer.windows(done.window_rows)
+            writer.tracks(done.track_rows)
+            writer.close()
+        if self._faces_dir is not None and done.id_maps is not None:
+            renumber_face_tracks(self._faces_dir, clip.clip_id, done.id_maps)
 
 
 class OnClipResultsFn(beam.DoFn):

@@ -11,6 +11,7 @@ from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.describe_steps import DescribeSegmentsFn, MergeSegmentsFn, OnClipResultsFn
 from pipelines.graph.planning import PlanSegmentsFn, planning_elements, spread_on_dask
+from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.graph.write_steps import WriteShardsFn
 
 
@@ -25,6 +26,7 @@ def describe_and_write(
     schema: pa.Schema | None = None,
     flush_rows: int = FLUSH_EVERY_ROWS,
     flush_seconds: float | None = FLUSH_EVERY_S,
+    timeline: TimelineOutputs | None = None,
 ) -> beam.PCollection:
     """The whole graph: list the clips, plan segments, describe them, write whole clips, merge split ones, write.
 
@@ -36,7 +38,8 @@ def describe_and_write(
     step fused with their description, so they reach storage as they finish: a batch runner's
     grouping waits for all of its input, and only split clips wait for it. ``post_process``
     maps each finished ClipResult to another (a classifier turning the descriptor into scores
-    on the workers); ``schema`` is then the rows' schema. The graph stays one chain.
+    on the workers); ``schema`` is then the rows' schema. ``timeline`` is where window and track
+    rows go, written by the describing and merging steps themselves. The graph stays one chain.
     """
     def write() -> beam.ParDo:
         return beam.ParDo(WriteShardsFn(config, provenance, clips_dir, schema, flush_rows, flush_seconds))
@@ -49,7 +52,7 @@ def describe_and_write(
         | "RedistributeClips" >> beam.Reshuffle()
         | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(config))
         | "RedistributeSegments" >> beam.Reshuffle()
-        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs)))
+        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs), timeline))
     )
     if post_process is not None:
         described = described | "PostProcessWholeClips" >> beam.ParDo(OnClipResultsFn(post_process))
@@ -57,7 +60,7 @@ def describe_and_write(
         described
         | "WriteWholeClipRows" >> write()
         | "GroupSegmentsByClip" >> beam.GroupByKey()
-        | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, len(refs)))
+        | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(config, len(refs), faces_dir, timeline))
     )
     if post_process is not None:
         merged = merged | "PostProcessSplitClips" >> beam.ParDo(post_process)

@@ -23,6 +23,7 @@ from pipelines.extraction.statistics import ClipAccumulator
 from pipelines.graph.extraction_graph import describe_and_write
 from pipelines.graph.face_rows import remove_face_rows
 from pipelines.graph.runner import run_to_completion
+from pipelines.graph.timeline_rows import TimelineOutputs, TimelineRows, remove_clip_shards
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +65,27 @@ def run_extraction(
     options: PipelineOptions,
     frames_output: str | os.PathLike[str] | None = None,
     warnings: list[str] | None = None,
+    windows_output: str | os.PathLike[str] | None = None,
+    tracks_output: str | os.PathLike[str] | None = None,
 ) -> ExtractionSummary:
     """Describe every clip on the configured Beam runner and publish the table at ``output``.
 
     Every listed clip gets exactly one row: rows repeated by retried bundles are dropped, and a
-    clip the runner returned nothing for is recorded as an error rather than lost.
+    clip the runner returned nothing for is recorded as an error rather than lost. Window and
+    track rows (``windows_output``, ``tracks_output``) are staged and published like face rows.
     """
     clips_staging = staging_dir(output)
     faces_staging = staging_dir(frames_output) if frames_output else None
+    windows_staging = staging_dir(windows_output) if windows_output else None
+    tracks_staging = staging_dir(tracks_output) if tracks_output else None
+    timeline = TimelineOutputs(windows_staging, tracks_staging, TimelineRows(config, provenance)) \
+        if windows_staging or tracks_staging else None
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing %d clips with %s on %s", len(refs), config.featurizer, runner)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline, refs, config, provenance, str(clips_staging),
-                       str(faces_staging) if faces_staging else None)
+                       str(faces_staging) if faces_staging else None, timeline=timeline)
     run_to_completion(pipeline)
     schema = descriptor_table_schema(config.layout, provenance)
     duplicates = deduplicate_shards(clips_staging, schema)
@@ -93,9 +101,13 @@ def run_extraction(
         write_shard(rows, clips_staging, schema)
         for column, values in table.items():
             values += [row[column] for row in rows]
+    failed_clips = [c for c, status in zip(table["clip_id"], table["status"]) if status == "error"]
     if faces_staging is not None:
         # A clip that failed in any segment keeps no face rows, as it keeps no descriptor.
-        remove_face_rows(faces_staging, [c for c, status in zip(table["clip_id"], table["status"]) if status == "error"])
+        remove_face_rows(faces_staging, failed_clips)
+    for timeline_staging in (windows_staging, tracks_staging):
+        if timeline_staging is not None:  # nor window or track rows
+            remove_clip_shards(timeline_staging, failed_clips)
     failures = {
         clip_id: error
         for clip_id, status, error in zip(table["clip_id"], table["status"], table["error"])
@@ -106,6 +118,8 @@ def run_extraction(
         seconds=time.perf_counter() - started, runner=runner, warnings=list(warnings or []), failures=failures,
     )
     publish(clips_staging, output, summary.to_dict())
-    if faces_staging is not None and frames_output is not None:
-        publish(faces_staging, frames_output)
+    for staged, target in ((faces_staging, frames_output), (windows_staging, windows_output),
+                           (tracks_staging, tracks_output)):
+        if staged is not None and target is not None:
+            publish(staged, target)
     return summary
