@@ -10,9 +10,10 @@ known by its path relative to ``--input`` and is unchanged while its size and mo
 time are: unchanged videos are skipped, new, changed and failed ones scored, a video that
 failed ``--max-attempts`` times on the same file is given up (``failed_permanently``). Each
 run adds its own files under ``<output>/scores/run=<UTC time>/`` and updates the latest view
-``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video). Finished clips are
-written while the run goes on; a run that was killed is resumed by the next one, which reuses
-what it finished. One run at a time: a second one exits 3 at once.
+``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video), with the scores of each
+video's time windows in ``<output>/windows/`` and of each face track in ``<output>/tracks/``.
+Finished clips are written while the run goes on; a run that was killed is resumed by the next
+one, which reuses what it finished. One run at a time: a second one exits 3 at once.
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
 Exit codes: 0 nothing failed, 1 this run saw a failure (the rows say why), 2 usage error,
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from jobs.job_setup import add_featurizer_runtime_arguments, configure_logging, parse_job_args
+from jobs.job_setup import add_featurizer_runtime_arguments, add_timeline_arguments, configure_logging, parse_job_args
 from pipelines.scoring.run_lock import DEFAULT_LOCK_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flush-seconds", type=float, default=FLUSH_EVERY_S,
                         help="... or every this many seconds: what a killed run can lose")
     add_featurizer_runtime_arguments(parser)
+    add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
     return parser
 
 
@@ -67,7 +69,8 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
         model=args.model, input=args.input, output=args.output, weights=args.weights,
         max_attempts=args.max_attempts, flush_clips=args.flush_clips, flush_seconds=args.flush_seconds,
         device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
-        clip_timeout=args.clip_timeout, beam_args=tuple(beam_args))
+        clip_timeout=args.clip_timeout, window_seconds=args.window_seconds, min_track_seconds=args.min_track_seconds,
+        beam_args=tuple(beam_args))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -131,3 +131,21 @@ class ClipAccumulator:
         else:
             blocks = [self.stats.mean(), self.stats.std(), self.stats.minimum, self.stats.maximum]
         return np.concatenate(blocks).astype(np.float32)
+
+
+def one_face_per_frame_descriptor(afew_descriptor: np.ndarray, layout: DescriptorLayout) -> np.ndarray:
+    """The descriptor, in ``layout``, of faces given one per frame (a face track) by their AFEW statistics.
+
+    For AFEW it is the descriptor itself. For VGAF each frame's group vector is (x, 0) (one face:
+    std 0), so the statistics over frames are mean_t = (mean x, 0) and std_t = (std x, 0): exactly
+    what the VGAF aggregation gives for a video showing one person, built from the AFEW blocks.
+    """
+    afew_descriptor = np.asarray(afew_descriptor, np.float32).reshape(-1)
+    d = layout.feature_dim
+    if afew_descriptor.size != 4 * d:
+        raise ValueError(f"expected an AFEW descriptor of 4 x {d} values, got {afew_descriptor.size}")
+    if layout.aggregation == "afew":
+        return afew_descriptor
+    mean, std = afew_descriptor[:d], afew_descriptor[d : 2 * d]
+    zeros = np.zeros(d, np.float32)
+    return np.concatenate([mean, zeros, std, zeros])

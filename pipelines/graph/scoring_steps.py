@@ -23,9 +23,11 @@ from apache_beam.utils import shared
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from pipelines.extraction.clip_records import ClipRef, ClipResult
 from pipelines.extraction.settings import ExtractionConfig
+from pipelines.extraction.statistics import one_face_per_frame_descriptor
 from pipelines.graph.extraction_graph import describe_and_write
 from pipelines.graph.runner import run_to_completion
 from pipelines.graph.shared_models import acquire_shared
+from pipelines.graph.timeline_rows import TimelineOutputs, TimelineRows
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +56,58 @@ class ScoreClipsFn(beam.DoFn):
         yield ClipResult(row=row, seconds=result.seconds)
 
 
+class ScoredTimelineRows(TimelineRows):
+    """Window and track rows scored with the trained model on the workers, as a clip streams.
+
+    A track's descriptor (AFEW statistics of its faces) is scored in the model's layout: as it
+    is for an AFEW model, as the VGAF statistics of one face per frame for a group model
+    (:func:`one_face_per_frame_descriptor`).
+    """
+
+    def __init__(self, config: ExtractionConfig, model_dir: str, model_sha256: str, run_id: str,
+                 window_schema: pa.Schema, track_schema: pa.Schema) -> None:
+        self._config = config
+        self._model_dir = model_dir
+        self._model_sha256 = model_sha256
+        self._run_id = run_id
+        self.window_schema = window_schema
+        self.track_schema = track_schema
+        self.window_keys = ("key", "start_s")
+        self.track_keys = ("key", "track_id")
+        self._shared = shared.Shared()
+        self._model: Any = None
+
+    def setup(self) -> None:
+        from classifiers.model_io import load_model
+
+        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
+
+    def windows(self, clip: ClipRef, n_segments: int, rows: Any) -> list[dict[str, Any]]:
+        from classifiers.timeline_scoring import score_window_rows
+
+        return score_window_rows(clip.clip_id, rows, self._model.pipeline, self._model.provenance.classes,
+                                 run_id=self._run_id, scored_at=pd.Timestamp.now(tz="UTC"))
+
+    def tracks(self, clip: ClipRef, rows: Any) -> list[dict[str, Any]]:
+        from classifiers.timeline_scoring import score_track_rows
+
+        layout = self._config.layout
+        descriptors = [one_face_per_frame_descriptor(r["descriptor"], layout) for r in rows]
+        return score_track_rows(clip.clip_id, rows, descriptors, self._model.pipeline,
+                                self._model.provenance.classes, run_id=self._run_id,
+                                scored_at=pd.Timestamp.now(tz="UTC"))
+
+
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
                          model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
                          options: PipelineOptions, flush_rows: int = FLUSH_EVERY_ROWS,
-                         flush_seconds: float = FLUSH_EVERY_S) -> None:
-    """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``."""
+                         flush_seconds: float = FLUSH_EVERY_S, timeline: TimelineOutputs | None = None) -> None:
+    """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``, and scored
+    window and track rows where ``timeline`` says."""
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline, refs, config, provenance, staged_dir,
                        None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
-                       flush_rows=flush_rows, flush_seconds=flush_seconds)
+                       flush_rows=flush_rows, flush_seconds=flush_seconds, timeline=timeline)
     run_to_completion(pipeline)

@@ -4,10 +4,11 @@ what needs it on the Beam runner, fold the rows into the state. ``jobs.score`` i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,20 @@ import pandas as pd
 from classifiers.descriptors import check_same_identity, warn_if_runtimes_differ
 from classifiers.model_io import MODEL_FILE, TrainedModel, load_model
 from classifiers.scoring import scores_metadata, scores_schema, scores_table
+from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
 from common import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from common.output_paths import check_output_folder
+from common.schema import PROVENANCE_KEY
 from featurizers.checkpoints import checkpoint_sha256
 from featurizers.registry import resolve_weights_path
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
+from pipelines.extraction.timeline import DEFAULT_MIN_TRACK_SECONDS, DEFAULT_WINDOW_SECONDS, timeline_from_flags
 from pipelines.graph.runner import pipeline_options
-from pipelines.graph.scoring_steps import run_scoring_pipeline
+from pipelines.graph.scoring_steps import ScoredTimelineRows, run_scoring_pipeline
+from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.scoring.archive_state import (
     ERROR,
     FAILED_STATUSES,
@@ -37,6 +42,7 @@ from pipelines.scoring.archive_state import (
 )
 from pipelines.scoring.score_store import ScoreStore
 from pipelines.scoring.settings_from_model import extraction_config_for_model
+from pipelines.scoring.timeline_store import TRACKS, WINDOWS, commit_timeline, staged_dir
 
 log = logging.getLogger("jobs.score")
 
@@ -57,6 +63,9 @@ class ScoringSettings:
     backend: str = "auto"
     segment_frames: int = ExtractionConfig.segment_frames
     clip_timeout: float | None = None
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    """Length of the scored time windows (0: none)."""
+    min_track_seconds: float = DEFAULT_MIN_TRACK_SECONDS
     beam_args: Sequence[str] = field(default_factory=tuple)
     """Flags for Beam (``--runner dask``, ...), as the job received them."""
 
@@ -78,10 +87,13 @@ def prepare(args: ScoringSettings) -> ScoringSetup:
                         ("--flush-seconds", args.flush_seconds)):
         if value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    timeline = timeline_from_flags(args.window_seconds, args.min_track_seconds, windows=True, tracks=True,
+                                   windows_can_be_off=True)
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
                                          face_batch_size=args.batch_size, backend=args.backend,
                                          segment_frames=args.segment_frames, clip_timeout_s=args.clip_timeout)
+    config = replace(config, timeline=timeline)
     provenance = config.provenance(checkpoint_sha256(resolve_weights_path(config.spec, config.weights)))
     check_same_identity(model.provenance.identity(), provenance,
                         expected_what=f"model {args.model}", found_what="the featurizer available for scoring",
@@ -124,14 +136,23 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSetti
         log.info("to score: %s", ", ".join(f"{n} {why}" for why, n in counts_by_reason.items()))
     if plan.removed:
         log.info("%d videos scored before are no longer listed; dropped from the latest view", len(plan.removed))
-    schema = scores_schema(score_classes(setup.model), scores_metadata(setup.provenance, model_info(setup, args)))
+    metadata = scores_metadata(setup.provenance, model_info(setup, args))
+    schema = scores_schema(score_classes(setup.model), metadata)
+    timeline_schemas = {WINDOWS: window_scores_schema(score_classes(setup.model), timeline_metadata(metadata, setup)),
+                        TRACKS: track_scores_schema(score_classes(setup.model), timeline_metadata(metadata, setup))}
     fresh = plan.to_score.iloc[0:0]
     if len(plan.to_score):
         store.start_run(run_id, plan.to_score)
         refs = [ClipRef(key, url, "folder") for key, url in zip(plan.to_score["key"], plan.to_score["url"])]
-        run_scoring_pipeline(refs, setup.config, setup.provenance, str(Path(args.model).absolute()),
+        model_dir = str(Path(args.model).absolute())
+        windows_on = setup.config.timeline.windows_on
+        timeline = TimelineOutputs(
+            staged_dir(store, run_id, WINDOWS) if windows_on else None, staged_dir(store, run_id, TRACKS),
+            ScoredTimelineRows(setup.config, model_dir, setup.model_sha256, run_id, timeline_schemas[WINDOWS],
+                               timeline_schemas[TRACKS]))
+        run_scoring_pipeline(refs, setup.config, setup.provenance, model_dir,
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
-                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds)
+                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline)
         rows = store.read_rows(store.staged_dir(run_id))
         lost = missing_keys(plan.to_score, rows)
         if lost:
@@ -145,6 +166,9 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSetti
                 "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": asdict(counts),
                 "listed": len(listing)}
     started = time.perf_counter()
+    for table, table_schema in timeline_schemas.items():  # before the manifest: a killed commit is redone
+        manifest[f"{table.name}_rows"] = commit_timeline(store, table, run_id, settled, plan.removed,
+                                                         lambda frame, s=table_schema: scores_table(frame, s))
     store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
     log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
              len(plan.removed), time.perf_counter() - started)
@@ -163,6 +187,13 @@ def model_info(setup: ScoringSetup, args: ScoringSettings) -> dict[str, Any]:
             # SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores
             "score_kind": "decision_function" if hasattr(setup.model.pipeline, "decision_function")
             else "probability"}
+
+
+def timeline_metadata(metadata: dict[bytes, bytes], setup: ScoringSetup) -> dict[bytes, bytes]:
+    """The scores' metadata, the extraction provenance with the timeline's settings added (window length, tracker)."""
+    timeline = setup.config.timeline
+    provenance = {**setup.provenance, "windows": timeline.windows_dict(), "tracks": timeline.tracks_dict()}
+    return {**metadata, PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
 
 
 def lost_rows(planned: pd.DataFrame, keys: list[str], setup: ScoringSetup, run_id: str) -> pd.DataFrame:
