@@ -1,9 +1,9 @@
 """Synthetic but schema-faithful outputs of jobs.score and jobs.extract, for the report's tests.
 
 The scores output is written by the project's own ``ScoreStore.commit`` with the scores schema
-(history, latest view, manifest); its windows and tracks tables carry the columns issue 15
-gives them. The extraction tables use the descriptor and face-row schemas of
-``common.schema`` (face rows with an integer ``track_id``).
+(history, latest view, manifest); its windows and tracks tables use the schemas ``jobs.score``
+writes them with (``classifiers.timeline_scoring``). The extraction tables use the descriptor,
+face-row (with its integer ``track_id``), window and track schemas of ``common``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from classifiers.scoring import score_column, scores_schema, scores_table
+from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
 from common.parquet_io import rows_to_table
 from common.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
+from common.timeline_schema import track_table_schema, window_table_schema
 from pipelines.scoring.score_store import ScoreStore
 
 CLASSES = AFEW_CLASSES
@@ -67,15 +69,6 @@ def standard_videos() -> list[ScoredVideo]:
     ]
 
 
-WINDOW_FIELDS = [pa.field("key", pa.string(), nullable=False), pa.field("start_s", pa.float64()),
-                 pa.field("end_s", pa.float64()), pa.field("n_frames", pa.int64()),
-                 pa.field("n_face_frames", pa.int64()), pa.field("has_face", pa.bool_()),
-                 pa.field("predicted_label", pa.string())]
-TRACK_FIELDS = [pa.field("key", pa.string(), nullable=False), pa.field("track_id", pa.int64()),
-                pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()), pa.field("n_frames", pa.int64()),
-                pa.field("predicted_label", pa.string())]
-
-
 def write_scores_output(root: Path, videos: list[ScoredVideo], *, windows: bool = True, tracks: bool = True,
                         manifest: bool = True) -> Path:
     """A jobs.score output folder holding ``videos`` as the latest scores of one run."""
@@ -101,11 +94,13 @@ def write_scores_output(root: Path, videos: list[ScoredVideo], *, windows: bool 
             window_rows.append({"key": video.key, "start_s": start, "end_s": end, "n_frames": int((end - start) * 25),
                                 "n_face_frames": int((end - start) * 25) if has_face else 0, "has_face": has_face,
                                 "predicted_label": CLASSES[int(np.argmax(scores))] if has_face else None,
-                                **{score_column(c): scores[i] for i, c in enumerate(CLASSES)}})
+                                **{score_column(c): scores[i] for i, c in enumerate(CLASSES)},
+                                "error": None, "scored_at": now, "run_id": RUN_ID})
         for track_id, start, end, track_label in video.tracks:
             track_rows.append({"key": video.key, "track_id": track_id, "start_s": start, "end_s": end,
                                "n_frames": int((end - start) * 25), "predicted_label": track_label,
-                               **{score_column(c): (1.0 if c == track_label else -1.0) for c in CLASSES}})
+                               **{score_column(c): (1.0 if c == track_label else -1.0) for c in CLASSES},
+                               "scored_at": now, "run_id": RUN_ID})
     store = ScoreStore(str(root))
     counts = {"new": 3, "rescored": 1, "reused": 0, "skipped": 0, "failed": 1,
               "permanently_failed": 1, "removed": 0}
@@ -114,11 +109,10 @@ def write_scores_output(root: Path, videos: list[ScoredVideo], *, windows: bool 
                   "adopted_runs": [], "counts": counts, "listed": len(videos)})
     if not manifest:
         (Path(store.run_dir(RUN_ID)) / "_manifest.json").unlink()
-    score_fields = [pa.field(score_column(c), pa.float64()) for c in CLASSES]
     if windows:
-        _write(root / "windows", window_rows, pa.schema(WINDOW_FIELDS + score_fields))
+        _write(root / "windows", window_rows, window_scores_schema(CLASSES))
     if tracks:
-        _write(root / "tracks", track_rows, pa.schema(TRACK_FIELDS + score_fields))
+        _write(root / "tracks", track_rows, track_scores_schema(CLASSES))
     return root
 
 
@@ -172,12 +166,11 @@ def write_extract_outputs(root: Path) -> dict[str, Path]:
     (features / "_summary.json").write_text(json.dumps(
         {"clips": 3, "ok": 2, "faceless": 0, "error": 1, "frames": 215, "seconds": 4.2, "frames_per_second": 51.2,
          "runner": "FnApiRunner", "warnings": [], "failures": {"bad": "truncated file: 40 of 100 frames"}}))
-    face_schema = frame_table_schema(FACE_CLASSES).append(pa.field("track_id", pa.int64()))
+    face_schema = frame_table_schema(FACE_CLASSES)
     faces = (face_rows_of("duo", range(0, 37), 1, 4) + face_rows_of("duo", range(50, 100), 1, 4)
              + face_rows_of("duo", range(55, 90), 2, 6, face_index=1) + face_rows_of("solo", range(0, 75), 1, 7))
     pq.write_table(rows_to_table(faces, face_schema), frames / "part-000.parquet")
-    window_schema = descriptor_table_schema(LAYOUT).append(pa.field("start_s", pa.float64())).append(
-        pa.field("end_s", pa.float64()))
+    window_schema = window_table_schema(LAYOUT)
     window_rows = [{**_clip_row("duo", n_frames=25, n_face_frames=25), "start_s": s, "end_s": s + 1.0}
                    for s in (0.0, 1.0, 2.0, 3.0)]
     window_rows.append({**_clip_row("duo", status="faceless", n_frames=25, n_face_frames=0), "start_s": 4.0,
@@ -185,10 +178,7 @@ def write_extract_outputs(root: Path) -> dict[str, Path]:
     window_rows += [{**_clip_row("solo", n_frames=25, n_face_frames=25), "start_s": s, "end_s": s + 1.0}
                     for s in (0.0, 1.0, 2.0)]
     pq.write_table(rows_to_table(window_rows, window_schema), windows / "part-000.parquet")
-    track_schema = pa.schema([pa.field("clip_id", pa.string()), pa.field("track_id", pa.int64()),
-                              pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
-                              pa.field("n_frames", pa.int64()),
-                              pa.field("descriptor", pa.list_(pa.float32(), LAYOUT.length))])
+    track_schema = track_table_schema(LAYOUT.feature_dim)
     track_rows = [{"clip_id": "duo", "track_id": 1, "start_s": 0.0, "end_s": 4.0, "n_frames": 87,
                    "descriptor": np.zeros(LAYOUT.length, np.float32)},
                   {"clip_id": "duo", "track_id": 2, "start_s": 2.2, "end_s": 3.6, "n_frames": 35,

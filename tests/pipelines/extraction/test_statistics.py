@@ -84,3 +84,19 @@ def test_std_never_nan_for_constant_columns():
 def test_merge_rejects_other_width():
     with pytest.raises(ValueError, match="width"):
         RunningStats(2).merge(RunningStats(3))
+
+
+def test_a_tracks_afew_statistics_give_the_vgaf_descriptor_of_one_face_per_frame():
+    from pipelines.extraction.statistics import one_face_per_frame_descriptor
+
+    rng = np.random.default_rng(3)
+    faces, frames = rng.normal(size=(9, 5)), np.arange(9) * 3  # one face in each of 9 frames
+    afew, vgaf = ClipAccumulator(DescriptorLayout("afew", 5)), ClipAccumulator(DescriptorLayout("vgaf", 5))
+    afew.add_faces(faces, frames)
+    vgaf.add_faces(faces, frames)
+    converted = one_face_per_frame_descriptor(afew.descriptor(), vgaf.layout)
+    np.testing.assert_array_equal(converted, vgaf.descriptor())
+    np.testing.assert_array_equal(converted[5:10], 0.0)  # mean over frames of a lone face's std
+    np.testing.assert_array_equal(one_face_per_frame_descriptor(afew.descriptor(), afew.layout), afew.descriptor())
+    with pytest.raises(ValueError, match="4 x 5"):
+        one_face_per_frame_descriptor(np.zeros(12), vgaf.layout)
