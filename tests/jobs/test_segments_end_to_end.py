@@ -1,4 +1,5 @@
-"""Long clips split into segments: the same rows and face rows as unsplit, on each of Beam's runners."""
+"""Long clips split into segments: the same rows, face rows, window rows and track rows as unsplit, on each of
+Beam's runners."""
 
 import logging
 
@@ -13,6 +14,32 @@ pytestmark = pytest.mark.slow
 # 100-frame clips in segments of 32 frames (one decoding chunk): 4 segments, the last of 4 frames.
 SPLIT = ["--segment-frames", "32"]
 UNSPLIT = ["--segment-frames", "0"]
+# Windows of 1 s at 25 fps: [1, 2) holds frames 25-49, cut by the segment boundary at 32; [2, 3) is cut at 64.
+TIMELINE = ["--window-seconds", "1", "--min-track-seconds", "1"]
+
+
+def outputs(folder) -> list[str]:
+    return ["--output", str(folder / "clips"), "--frames-output", str(folder / "faces"),
+            "--windows-output", str(folder / "windows"), "--tracks-output", str(folder / "tracks"), *TIMELINE]
+
+
+def windows(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder / "windows").sort_values(["clip_id", "start_s"]).reset_index(drop=True)
+
+
+def tracks(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder / "tracks").sort_values(["clip_id", "track_id"]).reset_index(drop=True)
+
+
+def pooled_afew(rows: pd.DataFrame, dim: int) -> np.ndarray:
+    """The AFEW descriptor of a clip from its windows' (count, mean, std, min, max): what merging them gives."""
+    rows = rows[rows.has_face]
+    n = rows.n_faces.to_numpy(np.float64)[:, None]
+    d = np.stack(rows.descriptor).astype(np.float64)
+    mean, std, low, high = d[:, :dim], d[:, dim:2 * dim], d[:, 2 * dim:3 * dim], d[:, 3 * dim:]
+    total_mean = (n * mean).sum(0) / n.sum()
+    square = (n * (std ** 2 + mean ** 2)).sum(0) / n.sum()
+    return np.concatenate([total_mean, np.sqrt(np.maximum(square - total_mean ** 2, 0)), low.min(0), high.max(0)])
 
 
 def table(folder) -> pd.DataFrame:
@@ -25,23 +52,27 @@ def faces(folder) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def two_clips(tmp_path_factory):
-    """One clip with a face in every frame, one faceless, in the AFEW layout, each played twice (100 frames)."""
+    """Two 100-frame clips in the AFEW layout: one person (frames 0-39), no one (40-59), another person (60-99);
+    and a faceless clip played twice."""
     from featurizers.decode import iter_frame_chunks
 
+    def frames_of(clip):
+        return [frame for chunk in iter_frame_chunks(SAMPLES / "afew" / clip) for frame in chunk.frames]
+
     root = tmp_path_factory.mktemp("long") / "afew"
-    for clip in ("Train_AFEW/Happy/000001001.avi", "Val_AFEW/Angry/000006006.avi"):
-        frames = [frame for chunk in iter_frame_chunks(SAMPLES / "afew" / clip) for frame in chunk.frames]
-        write_video(root / clip, frames + frames[::-1])
+    astronaut, camera = frames_of("Train_AFEW/Happy/000001001.avi"), frames_of("Train_AFEW/Neutral/000002002.avi")
+    nobody = frames_of("Val_AFEW/Angry/000006006.avi")
+    write_video(root / "Train_AFEW/Happy/000001001.avi", astronaut[:40] + nobody[:20] + camera[:40])
+    write_video(root / "Val_AFEW/Angry/000006006.avi", nobody + nobody[::-1])
     return root
 
 
 @pytest.fixture(scope="module")
 def unsplit(two_clips, tmp_path_factory):
     out = tmp_path_factory.mktemp("unsplit")
-    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(out / "clips"),
-            "--frames-output", str(out / "faces"), *UNSPLIT]
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), *outputs(out), *UNSPLIT]
     assert extract.run(argv) == 0
-    return table(out / "clips"), faces(out / "faces")
+    return table(out / "clips"), faces(out / "faces"), windows(out), tracks(out)
 
 
 RUNNERS = {
@@ -55,10 +86,9 @@ RUNNERS = {
 def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, two_clips, unsplit, tmp_path,
                                                                         caplog):
     caplog.set_level(logging.INFO, logger="pipelines.graph.describe_steps")
-    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
-            "--frames-output", str(tmp_path / "faces"), *SPLIT, *RUNNERS[runner]]
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), *outputs(tmp_path), *SPLIT, *RUNNERS[runner]]
     assert extract.run(argv) == 0
-    whole, whole_faces = unsplit
+    whole, whole_faces, whole_windows, whole_tracks = unsplit
     split = table(tmp_path / "clips")
     counts = ["status", "n_frames", "n_face_frames", "n_faces", "has_face"]
     assert split[counts].equals(whole[counts])
@@ -67,9 +97,34 @@ def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, 
     assert np.allclose(np.stack(split.descriptor), np.stack(whole.descriptor), rtol=1e-6, atol=1e-7)
     split_faces = faces(tmp_path / "faces")
     assert not split_faces.duplicated(["clip_id", "frame_index", "face_index"]).any()
-    assert split_faces.drop(columns="box").equals(whole_faces.drop(columns="box"))
+    assert split_faces.drop(columns="box").equals(whole_faces.drop(columns="box"))  # track_id included
+    split_windows, split_tracks = windows(tmp_path), tracks(tmp_path)
+    spans = ["clip_id", "start_s", "end_s", "n_frames", "n_face_frames", "n_faces", "status"]
+    assert split_windows[spans].equals(whole_windows[spans])
+    assert np.allclose(np.stack(split_windows.descriptor), np.stack(whole_windows.descriptor), rtol=1e-6, atol=1e-7)
+    assert split_tracks.drop(columns="descriptor").equals(whole_tracks.drop(columns="descriptor"))
+    assert np.allclose(np.stack(split_tracks.descriptor), np.stack(whole_tracks.descriptor), rtol=1e-6, atol=1e-7)
     if runner == "direct":  # other runners log in their worker processes
         assert "000001001: ok, 100 frames in 4 segments" in caplog.text
+
+
+def test_windows_and_tracks_of_a_clip_with_two_people_one_after_the_other(unsplit):
+    """The clip row is the merge of its window rows; each person is one track, and each face row says whose."""
+    clips, faces_, windows_, tracks_ = unsplit
+    two = windows_[windows_.clip_id == "000001001"]
+    assert two[["start_s", "end_s", "n_frames"]].values.tolist() == [[0.0, 1.0, 25], [1.0, 2.0, 25],
+                                                                   [2.0, 3.0, 25], [3.0, 4.0, 25]]
+    clip = clips.loc["000001001"]
+    for column in ("n_frames", "n_face_frames", "n_faces"):
+        assert two[column].sum() == clip[column]
+    dim = len(clip.descriptor) // 4
+    assert np.allclose(pooled_afew(two, dim), clip.descriptor, rtol=1e-4, atol=1e-5)
+    nobody = windows_[windows_.clip_id == "000006006"]
+    assert len(nobody) == 4 and (nobody.status == "faceless").all() and not np.stack(nobody.descriptor).any()
+    assert tracks_[["clip_id", "track_id", "n_frames"]].values.tolist() == [["000001001", 0, 40], ["000001001", 1, 40]]
+    assert tracks_.start_s.tolist() == [0.0, 2.4] and tracks_.end_s.tolist() == [1.56, 3.96]
+    ids = faces_.set_index("frame_index").track_id
+    assert (ids[ids.index < 40] == 0).all() and (ids[ids.index >= 60] == 1).all() and len(ids) == 80
 
 
 def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two_clips, tmp_path, monkeypatch,
@@ -84,15 +139,16 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
         yield from original(path, sampling, frame_range)
 
     monkeypatch.setattr("pipelines.extraction.video_source.iter_frame_chunks", failing_in_the_third_segment)
-    argv = ["--dataset", "afew", "--data-root", str(two_clips), "--output", str(tmp_path / "clips"),
-            "--frames-output", str(tmp_path / "faces"), *SPLIT]
+    argv = ["--dataset", "afew", "--data-root", str(two_clips), *outputs(tmp_path), *SPLIT]
     assert extract.run(argv) == 1
     df = table(tmp_path / "clips")
     failed = df.loc["000001001"]
     assert failed.status == "error" and failed.error.startswith("segment 3 of 4 (frames 64-95): VideoDecodeError")
     assert failed.n_frames == 0 and not np.any(failed.descriptor)
     assert df.loc["000006006", "status"] == "faceless"
-    assert not list((tmp_path / "faces").glob("part-*.parquet"))  # the failed clip's face rows are gone
+    for rows in ("faces", "tracks"):  # the failed clip's face and track rows are gone
+        assert not list((tmp_path / rows).glob("part-*.parquet"))
+    assert set(pd.read_parquet(tmp_path / "windows").clip_id) == {"000006006"}  # its window rows too
     assert "1 failed" in capsys.readouterr().out
 
 
