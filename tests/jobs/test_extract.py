@@ -156,6 +156,17 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
     assert extract.run(["--dataset", "afew", "--featurizer", "enet_b0_8_best_afew",
                         "--weights", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    for flag, value, expected in (("--window-seconds", "0", "> 0"), ("--window-seconds", "nan", "> 0"),
+                                  ("--min-track-seconds", "-1", ">= 0")):
+        out = tmp_path / "windows"
+        assert extract.run(["--dataset", "afew", "--output", str(tmp_path / "o"), "--windows-output", str(out),
+                            flag, value]) == 2
+        assert f"error: {flag} must be a number of seconds {expected}, got" in capsys.readouterr().err
+        assert not out.exists() and not (tmp_path / "o").exists()
+    (tmp_path / "a-file").write_text("x")
+    assert extract.run(["--dataset", "afew", "--output", str(tmp_path / "o"), "--tracks-output",
+                        str(tmp_path / "a-file" / "t")]) == 2
+    assert "--tracks-output" in capsys.readouterr().err
 
 
 def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
@@ -164,7 +175,8 @@ def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
     (root / "Val_labels.txt").write_text("Vid_name Label\n3_1 1\n4_2 7\n5_2 3\n9_9 2\n")
     out = tmp_path / "out"
     code = extract.run(["--dataset", "vgaf", "--data-root", str(root), "--output", str(out),
-                        "--frame-step", "25"])
+                        "--frame-step", "25", "--frames-output", str(tmp_path / "faces"),
+                        "--tracks-output", str(tmp_path / "tracks"), "--windows-output", str(tmp_path / "windows")])
     assert code == 1  # the label problems are failures a researcher must fix
     df = table(out)
     assert sorted(df.index) == ["1_1", "2_3", "3_1", "4_2", "5_2", "9_9"]
@@ -179,6 +191,16 @@ def test_vgaf_sample_describes_every_face_and_reports_label_problems(tmp_path):
     assert provenance["layout"]["blocks"]["std_of_frame_mean"] == [2560, 3840]
     assert provenance["detector"]["min_face_size"] == 64 and provenance["detector"]["all_faces"]
     assert provenance["classes"] == ["Positive", "Neutral", "Negative"]
+    # Frames 0 and 25 (1 s apart): each person is one track, in the face rows and in the track rows.
+    faces, tracks = pd.read_parquet(tmp_path / "faces"), pd.read_parquet(tmp_path / "tracks")
+    assert faces.groupby("clip_id").track_id.nunique().to_dict() == ok.max_faces_in_frame.to_dict()
+    assert tracks.groupby("clip_id").size().to_dict() == ok.max_faces_in_frame.to_dict()
+    assert (tracks.n_frames == 2).all() and (tracks.end_s - tracks.start_s == 1.0).all()
+    windows = pd.read_parquet(tmp_path / "windows").set_index("clip_id")  # one 10 s window a clip, failures none
+    assert sorted(windows.index) == ["1_1", "2_3", "3_1", "5_2"] and windows.loc["5_2", "status"] == "faceless"
+    assert np.allclose(np.stack(windows.loc[list(ok.index), "descriptor"]), np.stack(ok.descriptor))
+    track_provenance = read_provenance(pq.read_schema(next((tmp_path / "tracks").glob("part-*.parquet"))))
+    assert track_provenance["layout"]["aggregation"] == "afew" and track_provenance["tracks"]["min_track_seconds"] == 1
 
 
 def test_runner_defaults_and_aliases():

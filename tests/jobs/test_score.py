@@ -67,6 +67,14 @@ def _latest(output: Path) -> pd.DataFrame:
     return latest.set_index("key")
 
 
+def _windows(output: Path) -> pd.DataFrame:
+    return pd.read_parquet(output / "windows").sort_values(["key", "start_s"]).reset_index(drop=True)
+
+
+def _tracks(output: Path) -> pd.DataFrame:
+    return pd.read_parquet(output / "tracks").sort_values(["key", "track_id"]).reset_index(drop=True)
+
+
 def _archive(root: Path) -> tuple[Path, Path, Path]:
     happy, neutral, broken = root / "2024" / "a.avi", root / "2024" / "05" / "b.mp4", root / "broken.mkv"
     neutral.parent.mkdir(parents=True)
@@ -81,10 +89,22 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     archive, output = tmp_path / "archive", tmp_path / "scores"
     happy, neutral, broken = _archive(archive)
-    argv = ["--model", str(model), "--input", str(archive), "--output", str(output), "--max-attempts", "2"]
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output), "--max-attempts", "2",
+            "--window-seconds", "1"]
 
     assert score.run(argv) == 1  # the broken file failed
     first = _latest(output)
+    windows, tracks = _windows(output), _tracks(output)
+    assert windows.groupby("key").size().to_dict() == {"2024/05/b.mp4": 2, "2024/a.avi": 2}  # none for the failure
+    assert windows.start_s.tolist() == [0.0, 1.0] * 2 and windows.end_s.tolist() == [1.0, 2.0] * 2
+    assert windows.has_face.all() and set(windows.run_id) == set(first.run_id)
+    assert windows.set_index("key").predicted_label.groupby(level=0).first().to_dict() == \
+        {"2024/05/b.mp4": "Neutral", "2024/a.avi": "Happy"}
+    assert tracks.key.tolist() == ["2024/05/b.mp4", "2024/a.avi"] and (tracks.track_id == 0).all()
+    # One person, seen in every face frame: the track's descriptor is the clip's, and so are its scores.
+    assert tracks.set_index("key").n_frames.to_dict() == first.n_face_frames[tracks.key].to_dict()
+    np.testing.assert_allclose(tracks.score_Happy, first.score_Happy[tracks.key], rtol=1e-5)
+    windows_files = {p.name: p.stat().st_mtime_ns for p in (output / "windows").iterdir()}
     assert sorted(first.index) == ["2024/05/b.mp4", "2024/a.avi", "broken.mkv"]  # relative to --input
     assert first.loc["2024/a.avi", "path"] == str(happy)
     assert first.loc["2024/a.avi", "predicted_label"] == "Happy"  # the clips it was trained on
@@ -108,6 +128,7 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
     second = _latest(output)
     assert second.loc["2024/a.avi", "scored_at"] == first.loc["2024/a.avi", "scored_at"]
     assert (second.loc["broken.mkv", "status"], second.loc["broken.mkv", "attempts"]) == ("failed_permanently", 2)
+    assert {p.name: p.stat().st_mtime_ns for p in (output / "windows").iterdir()} == windows_files  # untouched
     assert "0 new, 1 rescored, 0 reused, 2 skipped, 1 failed, 1 permanently failed" in capsys.readouterr().out
 
     assert score.run(argv) == 0  # nothing changed: nothing described, and no failure is new
@@ -124,7 +145,14 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
     assert third.loc["2024/a.avi", "mtime_ns"] == stat.st_mtime_ns + 10**9
     assert third.loc["2024/05/b.mp4", "scored_at"] == first.loc["2024/05/b.mp4", "scored_at"]
     assert "1 removed" in capsys.readouterr().out
+    latest_windows = _windows(output).groupby("key").run_id.unique().map(list).to_dict()
+    assert latest_windows == {"2024/05/b.mp4": list(first.run_id[["2024/05/b.mp4"]]),
+                              "2024/a.avi": list(third.run_id[["2024/a.avi"]])}  # only the changed video's
+    assert _tracks(output).groupby("key").run_id.first().to_dict() == third.run_id[["2024/05/b.mp4", "2024/a.avi"]] \
+        .to_dict()
 
+    window_history = pd.read_parquet(output / "windows_history")  # every run's window rows
+    assert window_history.groupby("key").size().to_dict() == {"2024/05/b.mp4": 2, "2024/a.avi": 4}
     history = pd.read_parquet(output / "scores")  # every run's rows, none rewritten
     assert sorted(history.groupby("key").size().items()) == [("2024/05/b.mp4", 1), ("2024/a.avi", 2),
                                                               ("broken.mkv", 2)]
@@ -273,6 +301,9 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
     latest = _latest(output)  # one row per video: nothing lost, nothing twice
     assert len(latest) == 12 and (latest.status == "ok").all()
     assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
+    for table in (_windows(output), _tracks(output)):  # one window (2 s clips, 10 s windows) and one track each,
+        assert table.key.is_unique and len(table) == 12  # from the run that scored the video's latest row
+        assert (table.set_index("key").run_id == latest.run_id[table.key]).all()
     assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
     assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
 
@@ -343,7 +374,7 @@ def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, cap
         shutil.copy(clip, target)
     assert extract.run(["--dataset", "afew", "--data-root", str(root), "--output", str(tmp_path / "f")]) == 0
     assert train.run(["--features", str(tmp_path / "f"), "--output", str(tmp_path / "m")]) == 0
-    argv = ["--model", str(tmp_path / "m"), "--input", str(root)]
+    argv = ["--model", str(tmp_path / "m"), "--input", str(root), "--window-seconds", "1"]  # [1, 2) spans frame 32
     assert score.run([*argv, "--output", str(tmp_path / "whole"), "--segment-frames", "0"]) == 0
     with caplog.at_level(logging.INFO, logger="pipelines.graph.describe_steps"):
         assert score.run([*argv, "--output", str(tmp_path / "split"), "--segment-frames", "32"]) == 0
@@ -353,3 +384,60 @@ def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, cap
     assert split[columns].equals(whole[columns]) and (split.n_frames == 50).all()
     for name in ("score_Happy", "score_Neutral"):
         np.testing.assert_allclose(split[name].to_numpy(), whole[name].to_numpy(), rtol=1e-6)
+    for read in (_windows, _tracks):  # windows cut by a segment boundary merged exactly; tracks stitched
+        a, b = read(tmp_path / "whole"), read(tmp_path / "split")
+        assert len(a) == (4 if read is _windows else 2)
+        same = [c for c in a.columns if c not in ("scored_at", "run_id") and not c.startswith("score_")]
+        assert a[same].equals(b[same])
+        np.testing.assert_allclose(a.score_Happy, b.score_Happy, rtol=1e-5)
+
+
+def _without_frame_rate(path: Path, source: Path) -> Path:
+    """The frames of ``source`` as VP8 in an IVF container: a real video whose stream states no frame rate."""
+    import av
+
+    from featurizers.decode import iter_frame_chunks
+
+    frames = [frame for chunk in iter_frame_chunks(source) for frame in chunk.frames]
+    with av.open(str(path), "w", format="ivf") as container:
+        stream = container.add_stream("libvpx", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as check:
+        assert check.streams.video[0].average_rate is None
+    return path
+
+
+def test_faceless_windows_have_no_scores_and_a_video_without_a_frame_rate_gets_a_window_error_row(
+        model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs import report
+
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    archive.mkdir()
+    shutil.copy(HAPPY, archive / "a.avi")
+    shutil.copy(SAMPLES / "afew" / "Val_AFEW" / "Angry" / "000006006.avi", archive / "nobody.avi")
+    _without_frame_rate(archive / "no_rate.webm", HAPPY)  # FFmpeg reads the IVF inside whatever the name
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output), "--window-seconds", "0.5"]
+    for flag, value in (("--window-seconds", "-1"), ("--min-track-seconds", "-1")):
+        assert score.run([*argv, flag, value]) == 2
+        assert f"{flag} must be a number of seconds >= 0" in capsys.readouterr().err
+    assert not output.exists()
+
+    assert score.run(argv) == 0  # the video is described and scored; only its windows cannot be placed in time
+    latest, windows, tracks = _latest(output), _windows(output), _tracks(output)
+    assert latest.loc["no_rate.webm", "status"] == "ok" and latest.loc["no_rate.webm", "predicted_label"] == "Happy"
+    (error_row,) = windows[windows.key == "no_rate.webm"].itertuples()
+    assert pd.isna(error_row.start_s) and pd.isna(error_row.predicted_label) and not error_row.has_face
+    assert "FrameRateError" in error_row.error and "no usable frame rate" in error_row.error
+    nobody = windows[windows.key == "nobody.avi"]
+    assert len(nobody) == 4 and not nobody.has_face.any() and nobody.predicted_label.isna().all()
+    assert nobody[[c for c in windows.columns if c.startswith("score_")]].isna().all().all()
+    assert windows[windows.key == "a.avi"].start_s.tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert tracks.key.tolist() == ["a.avi"]  # a track needs times; the faceless video has none
+
+    assert report.run(["--scores", str(output), "--output", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert page.count('<section class="video"') == 3 and "no usable frame rate" in page
