@@ -17,7 +17,7 @@ def test_a_clip_the_runner_loses_gets_an_error_row_and_counts_as_failed(tmp_path
     provenance = config.provenance("0" * 64)
     refs = [ClipRef(f"c{i}", f"/videos/c{i}.avi", "afew") for i in range(3)]
 
-    def runner_that_loses_the_last_clip(pipeline, refs, config, provenance, clips_dir, faces_dir):
+    def runner_that_loses_the_last_clip(pipeline, refs, config, provenance, clips_dir, faces_dir, timeline=None):
         empty = ClipAccumulator(config.layout)
         write_shard([clip_row(r, empty, config.featurizer, None) for r in refs[:2]], clips_dir,
                     descriptor_table_schema(config.layout, provenance))
