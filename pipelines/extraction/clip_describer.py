@@ -172,19 +172,16 @@ class ClipExtractor:
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
                              n_corrupt)
 
-    def process(self, ref: ClipRef) -> ClipResult:
-        """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""
-        face_rows: list[dict] = []
-        result = self.describe(SegmentTask(ref), face_rows.extend if self.config.with_face_rows else None)
-        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name,
-                           face_rows if result.error is None else [])
+    def describe_clip(self, ref: ClipRef, face_sink: FaceSink | None = None) -> ClipResult:
+        """Describe one whole clip in this process, without Beam (the unsplit path: notebooks, benchmarks)."""
+        result = self.describe(SegmentTask(ref), face_sink)
+        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name)
 
 
-def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str,
-                face_rows: list[dict] | None = None) -> ClipResult:
+def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str) -> ClipResult:
     """The clip's row from its merged segments; an error leaves a zero descriptor and no counts."""
     failed = merged.error is not None
     accumulator = ClipAccumulator(merged.accumulator.layout) if failed else merged.accumulator
     row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments,
                    0 if failed else merged.n_corrupt_frames)
-    return ClipResult(row=row, face_rows=face_rows or [], seconds=merged.seconds)
+    return ClipResult(row=row, seconds=merged.seconds)

@@ -29,7 +29,6 @@ class ExtractionConfig:
     CPU and torch on a GPU (auto), or forced."""
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
-    with_face_rows: bool = False
     segment_frames: int = 2048
     """Sampled frames per segment of a long clip, each a separate unit of work (0: never split).
     Not provenance: segments merge exactly, so the descriptors do not depend on it."""

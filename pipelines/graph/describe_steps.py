@@ -16,7 +16,7 @@ from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
 from pipelines.extraction.settings import ExtractionConfig
-from pipelines.graph.face_rows import FaceRowWriter
+from pipelines.graph.face_rows import face_row_writer
 from pipelines.graph.shared_models import acquire_shared
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,10 @@ class DescribeSegmentsFn(beam.DoFn):
         writer = None
         if self._faces_dir is not None:
             schema = frame_table_schema(self._config.spec.head_outputs)
-            writer = FaceRowWriter(self._faces_dir, schema, task.clip.clip_id, task.index)
+            writer = face_row_writer(self._faces_dir, schema, task.clip.clip_id, task.index)
         result = self._extractor.describe(task, writer.add if writer is not None else None)
         if writer is not None:
-            writer.flush()
+            writer.close()
         if task.count == 1:
             clip = clip_result(task.clip, merge_segments([result], self._config.layout), self._config.spec.name)
             log_clip_done(clip, self._total, 1)
