@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.utils import shared
 
 from common.schema import frame_table_schema
+from featurizers.registry import weights_identity
 from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
@@ -54,8 +55,9 @@ class DescribeSegmentsFn(beam.DoFn):
         self._extractor: ClipExtractor | None = None
 
     def setup(self) -> None:
-        # Shared: every DoFn instance of this process reuses one loaded model.
-        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config))
+        # Every DoFn instance of this process, and a later job with the same settings, reuses one loaded model.
+        key = ("clip-describer", self._config, weights_identity(self._config.spec, self._config.weights))
+        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config), key)
 
     def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
         assert self._extractor is not None, "setup() loads the models before process()"
