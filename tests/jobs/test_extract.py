@@ -71,16 +71,14 @@ def test_frames_output_has_a_row_per_detected_face(afew_direct):
 
 
 @pytest.mark.parametrize("cluster", ["local", "address"])
-def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, cluster):
+def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, cluster, request):
     """``--runner dask`` on a local distributed cluster, or on the cluster at --dask_client_address."""
     _, direct, _ = afew_direct
     out = tmp_path / "dask"
     argv = ["--dataset", "afew", "--output", str(out), *FAST, "--runner", "dask", "--dask_npartitions", "2"]
     if cluster == "address":
-        from distributed import LocalCluster
-
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as running:
-            code = extract.run([*argv, "--dask_client_address", running.scheduler_address])
+        running = request.getfixturevalue("dask_cluster")
+        code = extract.run([*argv, "--dask_client_address", running.scheduler_address])
     else:
         code = extract.run(argv)
     assert code == 0
