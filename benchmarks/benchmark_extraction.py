@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     extractor, load_s = timed(lambda: ClipExtractor(config))
     align = config.layout.aligns_faces
-    extractor.process(refs[0])  # warm-up: first calls allocate and pick kernels for each shape
+    extractor.describe_clip(refs[0])  # warm-up: first calls allocate and pick kernels for each shape
 
     # Stage by stage: decode all, then detect all, then featurize all (same batching as the pipeline).
     decode_s = detect_s = crop_s = featurize_s = 0.0
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                 featurize_s += seconds
 
     def pipeline_pass():
-        return [extractor.process(ref) for ref in refs]
+        return [extractor.describe_clip(ref) for ref in refs]
 
     plain_pass = None
     if not args.skip_plain_loop:

@@ -68,12 +68,13 @@ def describe_one(path: str, frame_step: int) -> dict:
     from pipelines.extraction.settings import ExtractionConfig
 
     config = ExtractionConfig(dataset="folder", featurizer="effnet_lite0_imagenet",
-                              sampling=FrameSampling(step=frame_step), with_face_rows=True)
+                              sampling=FrameSampling(step=frame_step))
     extractor = ClipExtractor(config)
     with TreeRss() as tree:
         models_rss = tree.now_mib()
         started = time.perf_counter()
-        result = extractor.process(ClipRef(Path(path).stem, path, "folder"))
+        face_rows: list[dict] = []  # the clip's face rows, held as the memory figure has always held them
+        result = extractor.describe_clip(ClipRef(Path(path).stem, path, "folder"), face_rows.extend)
         seconds = time.perf_counter() - started
     info = probe_video(path)
     import decord

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     clip_describer.PartTimeline = TimedPartTimeline  # the describer builds its timeline through this name
     config = ExtractionConfig(dataset="folder", featurizer=args.featurizer, group=args.group,
                               detector=ExtractionConfig.default_detector("folder", args.group),
-                              sampling=FrameSampling(step=args.frame_step), with_face_rows=False)
+                              sampling=FrameSampling(step=args.frame_step))
     extractor = ClipExtractor(config)
     info = probe_video(args.video)
     ref = ClipRef(args.video.stem, str(args.video), "folder")

@@ -28,7 +28,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from common.errors import CheckpointFormatError, UnsafeCheckpointError
-from common.parquet_io import write_atomically
+from common.storage import write_atomically
 
 MODEL_FORMAT_VERSION = 1
 MODEL_FILE = "model.skops"

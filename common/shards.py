@@ -57,7 +57,11 @@ def shard_name(rows: Sequence[dict[str, Any]], key_columns: Sequence[str], statu
 
 def write_rows(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], schema: pa.Schema, name: str) -> str:
     """One shard ``part-<name>.parquet`` (local or in a bucket), its write time in its footer; returns its path."""
-    table = rows_to_table(rows, schema)
+    return write_table(rows_to_table(rows, schema), folder, name)
+
+
+def write_table(table: pa.Table, folder: str | os.PathLike[str], name: str) -> str:
+    """:func:`write_rows` for a table already built."""
     metadata = dict(table.schema.metadata or {})
     metadata[WRITTEN_AT_KEY] = str(time.time_ns()).encode()
     target = storage.join(folder, f"part-{name}.parquet")
@@ -79,6 +83,9 @@ class ShardWriter:
             raise ValueError(f"flush_rows must be positive, got {flush_rows}")
         if flush_seconds is not None and flush_seconds <= 0:
             raise ValueError(f"flush_seconds must be positive, got {flush_seconds}")
+        missing = [c for c in (*key_columns, *([status_column] if status_column else [])) if c not in schema.names]
+        if name_prefix is None and missing:  # content names need the keys, or every shard would get one name
+            raise ValueError(f"columns {missing} are not in the shards' schema ({', '.join(schema.names)})")
         self.folder = str(folder)
         self.schema = schema
         self._key_columns = tuple(key_columns)
@@ -200,3 +207,26 @@ def settle_table(table: pa.Table, key_columns: Sequence[str], *, status_column: 
     keep = winning_attempts(keys, table.column(status_column).to_pandas(), table.column(ATTEMPT_COLUMN).to_pandas(),
                             one_row_per_key=one_row_per_key)
     return table.filter(pa.array(keep)).drop_columns([ATTEMPT_COLUMN])
+
+
+def settle_shards(folder: str | os.PathLike[str], schema: pa.Schema, key_columns: Sequence[str] = ("clip_id",), *,
+                  status_column: str = "status", one_row_per_key: bool = True) -> int:
+    """Apply :func:`winning_attempts` to a folder of shards in place; returns how many rows were dropped.
+
+    Nothing is rewritten when no key was written twice (the usual case). Otherwise the kept rows
+    are written as one shard before the old shards are removed, so a kill in between leaves rows
+    twice (settled again by the next call), never none.
+    """
+    table = read_shards(folder)
+    if table is None:
+        return 0
+    settled = settle_table(table, key_columns, status_column=status_column, one_row_per_key=one_row_per_key)
+    dropped = table.num_rows - settled.num_rows
+    if dropped:
+        old = shard_paths(folder)
+        kept = write_table(settled.select(schema.names).cast(schema), folder, f"settled-{time.time_ns()}")
+        for path in old:
+            if path != kept:
+                storage.remove(path)
+    return dropped
+

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -79,13 +79,25 @@ def write_bytes(url: str, data: bytes, *, exclusive: bool = False) -> None:
         finally:
             tmp.unlink()
         return
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    write_atomically(target, lambda tmp: tmp.write_bytes(data))
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a hidden file beside ``path``, then rename it into place.
+
+    Readers see the old file or the new one, never half of one; a failed write leaves nothing.
+    (A plain unique name rather than ``mkstemp``, whose 0600 mode would make the file private.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write(tmp)
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
 
 
 def remove(url: str) -> None:

@@ -133,3 +133,12 @@ def resolve_weights_path(spec: FeaturizerSpec, weights: str | os.PathLike[str] |
         f"{spec.weights_file_name} from {HSEMOTION_PUBLISHED_AT} and pass --weights FILE, "
         f"--weights DIR or set ${WEIGHTS_DIR_ENV}=DIR."
     )
+
+
+def weights_identity(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = None) -> tuple[str, int, int]:
+    """The weights file a featurizer loads, as path, size and modification time: a loaded network is
+    reused only while this is unchanged."""
+    path = resolve_weights_path(spec, weights)
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+

@@ -72,7 +72,6 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         device=args.device,
         backend=args.backend,
         group=args.group,
-        with_face_rows=args.frames_output is not None,
         segment_frames=args.segment_frames,
         timeline=timeline_from_args(args, windows=args.windows_output is not None,
                                     tracks=args.tracks_output is not None),

@@ -167,7 +167,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def publish_folder(output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str]) -> None:
     """Write everything into a staging folder beside ``output`` and rename it into place."""
-    from common.parquet_io import publish, staging_dir
+    from common.publishing import publish, staging_dir
     from featurizers.finetuned import save_featurizer_folder
 
     staging = Path(staging_dir(output))  # a local folder

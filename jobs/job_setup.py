@@ -100,8 +100,18 @@ def configure_logging() -> None:
     ``basicConfig`` a no-op and hide the job's progress.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger().addFilter(_drop_unactionable)
     for noisy in ("apache_beam", "distributed", "dask"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+UNACTIONABLE_WARNINGS = ("apitools not found, and bigquery client libraries are not available",)
+"""Root-logger warnings a user cannot act on: Beam's import says its BigQuery client is missing,
+which no job of ours uses."""
+
+
+def _drop_unactionable(record: logging.LogRecord) -> bool:
+    return not any(record.getMessage().startswith(text) for text in UNACTIONABLE_WARNINGS)
 
 
 def add_face_selection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -80,3 +80,13 @@ def bucket(s3_server) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A local Dask cluster of two single-thread worker processes, shared by the tests that run a job
+    on a cluster by address: each worker imports the networks' libraries once for all of them."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster

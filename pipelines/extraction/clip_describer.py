@@ -151,7 +151,7 @@ class ClipExtractor:
         where = "" if task.count == 1 else f"{task.describe()}: "
         started = time.perf_counter()
         accumulator = ClipAccumulator(self.layout)
-        settings = self.config.timeline_built
+        settings = self.config.timeline if face_sink is None else self.config.timeline.for_face_rows()
         timeline = PartTimeline(settings, self.layout, task.index, task.frame_range, where=ref.path) \
             if settings.windows_on or settings.track_faces else None
         no_features = np.zeros((0, self.spec.feature_dim), np.float32)
@@ -199,19 +199,16 @@ class ClipExtractor:
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
                              n_corrupt, part)
 
-    def process(self, ref: ClipRef) -> ClipResult:
-        """Describe one whole clip in this process (the unsplit path, as the benchmark times it)."""
-        face_rows: list[dict] = []
-        result = self.describe(SegmentTask(ref), face_rows.extend if self.config.with_face_rows else None)
-        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name,
-                           face_rows if result.error is None else [])
+    def describe_clip(self, ref: ClipRef, face_sink: FaceSink | None = None) -> ClipResult:
+        """Describe one whole clip in this process, without Beam (the unsplit path: notebooks, benchmarks)."""
+        result = self.describe(SegmentTask(ref), face_sink)
+        return clip_result(result.clip, merge_segments([result], self.layout), self.spec.name)
 
 
-def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str,
-                face_rows: list[dict] | None = None) -> ClipResult:
+def clip_result(ref: ClipRef, merged: MergedClip, featurizer: str) -> ClipResult:
     """The clip's row from its merged segments; an error leaves a zero descriptor and no counts."""
     failed = merged.error is not None
     accumulator = ClipAccumulator(merged.accumulator.layout) if failed else merged.accumulator
     row = clip_row(ref, accumulator, featurizer, merged.error, merged.native_fps, merged.n_segments,
                    0 if failed else merged.n_corrupt_frames)
-    return ClipResult(row=row, face_rows=face_rows or [], seconds=merged.seconds)
+    return ClipResult(row=row, seconds=merged.seconds)

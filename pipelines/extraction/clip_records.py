@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -21,9 +21,8 @@ class ClipRef:
 
 @dataclass
 class ClipResult:
-    """A clip's row of the descriptor table, and its per-face rows when they were asked for."""
+    """A clip's row of the descriptor table (per-face rows are written as the clip streams, not carried)."""
 
     row: dict[str, Any]
-    face_rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     """Time the worker spent on the clip, for progress reporting."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
@@ -30,19 +30,11 @@ class ExtractionConfig:
     CPU and torch on a GPU (auto), or forced."""
     group: bool = False
     """For ``folder`` archives: aggregate every face (VGAF-style) rather than one per frame."""
-    with_face_rows: bool = False
     segment_frames: int = 2048
     """Sampled frames per segment of a long clip, each a separate unit of work (0: never split).
     Not provenance: segments merge exactly, so the descriptors do not depend on it."""
     timeline: TimelineSettings = field(default_factory=TimelineSettings)
     """Time windows and face tracks (their own tables; the clip's row does not depend on them)."""
-
-    @property
-    def timeline_built(self) -> TimelineSettings:
-        """The timeline the workers build: tracks also whenever face rows are written (each gets a ``track_id``)."""
-        if self.with_face_rows and not self.timeline.track_faces:
-            return replace(self.timeline, track_faces=True)
-        return self.timeline
 
     @staticmethod
     def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:

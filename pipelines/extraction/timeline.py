@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -91,6 +91,10 @@ class TimelineSettings:
     def tracks_dict(self) -> dict[str, Any]:
         """What a track table records of how it was made."""
         return {"min_track_seconds": self.min_track_seconds, "tracker": self.tracker.to_dict()}
+
+    def for_face_rows(self) -> TimelineSettings:
+        """These settings when face rows are written: tracks too, as every face row carries its ``track_id``."""
+        return self if self.track_faces else replace(self, track_faces=True)
 
 
 def window_row(window: Window, clip_end_s: float | None) -> dict[str, Any]:
@@ -210,6 +214,8 @@ def finish_timeline(parts: Sequence[TimelinePart], settings: TimelineSettings,
     A window two segments share is merged exactly; tracks are stitched across the boundaries
     (:func:`stitch_tracks`), and each part's local ids are mapped to clip ids. A clip without a
     usable frame rate gets one window error row and no track row (its face rows keep their ids).
+    What the parts built decides what there is (tracks may have been built for face rows alone);
+    ``settings`` gives the minimum track length and the tracker's settings.
     """
     ordered = sorted(parts, key=lambda p: p.index)
     fps = next((p.fps for p in ordered if p.fps is not None), None)
@@ -220,20 +226,19 @@ def finish_timeline(parts: Sequence[TimelinePart], settings: TimelineSettings,
     except FrameRateError:
         pass
     windows: list[dict[str, Any]] = []
-    if settings.windows_on:
-        error = next((p.window_error for p in ordered if p.window_error is not None), None)
-        held = [p.windows for p in ordered if p.windows is not None]
-        if error is not None:
-            windows = [window_error_row(error, layout)]
-        elif held:
-            merged = copy.deepcopy(held[0])
-            for other in held[1:]:
-                merged.merge(other)
-            clip_end = clip_end_seconds(n_native, usable_fps) if n_native and usable_fps else None
-            windows = [window_row(w, clip_end) for w in merged.windows()]
+    error = next((p.window_error for p in ordered if p.window_error is not None), None)
+    held = [p.windows for p in ordered if p.windows is not None]
+    if error is not None:
+        windows = [window_error_row(error, layout)]
+    elif held:
+        merged = copy.deepcopy(held[0])
+        for other in held[1:]:
+            merged.merge(other)
+        clip_end = clip_end_seconds(n_native, usable_fps) if n_native and usable_fps else None
+        windows = [window_row(w, clip_end) for w in merged.windows()]
     tracks: list[dict[str, Any]] = []
     id_maps = None
-    if settings.track_faces and all(p.tracks is not None for p in ordered) and ordered:
+    if ordered and all(p.tracks is not None for p in ordered):
         stitched = stitch_tracks([p.tracks for p in ordered], settings.tracker)  # type: ignore[misc]
         id_maps = stitched.id_maps
         if usable_fps is not None:

@@ -12,12 +12,13 @@ import apache_beam as beam
 from apache_beam.utils import shared
 
 from common.schema import frame_table_schema
+from featurizers.registry import weights_identity
 from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import TimelinePart, finish_timeline
-from pipelines.graph.face_rows import FaceRowWriter
+from pipelines.graph.face_rows import face_row_writer
 from pipelines.graph.shared_models import acquire_shared
 from pipelines.graph.timeline_rows import MERGE_PART, TimelineOutputs, renumber_face_tracks, segment_part
 
@@ -58,8 +59,9 @@ class DescribeSegmentsFn(beam.DoFn):
         self._extractor: ClipExtractor | None = None
 
     def setup(self) -> None:
-        # Shared: every DoFn instance of this process reuses one loaded model.
-        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config))
+        # Every DoFn instance of this process, and a later job with the same settings, reuses one loaded model.
+        key = ("clip-describer", self._config, weights_identity(self._config.spec, self._config.weights))
+        self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config), key)
         if self._timeline is not None:
             self._timeline.setup()
 
@@ -68,12 +70,12 @@ class DescribeSegmentsFn(beam.DoFn):
         writer = None
         if self._faces_dir is not None:
             schema = frame_table_schema(self._config.spec.head_outputs)
-            writer = FaceRowWriter(self._faces_dir, schema, task.clip.clip_id, task.index)
+            writer = face_row_writer(self._faces_dir, schema, task.clip.clip_id, task.index)
         timeline = self._timeline.open(task.clip, segment_part(task.index), task.count) \
             if self._timeline is not None else None
         result = self._extractor.describe(task, writer.add if writer is not None else None, timeline)
         if writer is not None:
-            writer.flush()
+            writer.close()
         if timeline is not None:
             timeline.close()
         if task.count == 1:
@@ -123,7 +125,7 @@ class MergeSegmentsFn(beam.DoFn):
         if not parts:
             return
         clip = results[0].clip
-        done = finish_timeline(list(parts.values()), self._config.timeline_built, self._config.layout)
+        done = finish_timeline(list(parts.values()), self._config.timeline, self._config.layout)
         if self._timeline is not None:
             writer = self._timeline.open(clip, MERGE_PART, results[0].count)
             writer.windows(done.window_rows)

@@ -8,53 +8,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from common.parquet_io import deduplicate_shards, publish, read_columns, staging_dir, status_counts, write_shard
+from common.parquet_io import read_columns
+from common.publishing import publish, staging_dir
 from common.schema import descriptor_table_schema
+from common.shards import settle_shards, write_rows
 from pipelines.extraction.clip_describer import clip_row
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.statistics import ClipAccumulator
 from pipelines.graph.extraction_graph import describe_and_write
 from pipelines.graph.face_rows import remove_face_rows
+from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
+from pipelines.graph.run_summary import RunSummary, status_counts
 from pipelines.graph.runner import run_to_completion
 from pipelines.graph.timeline_rows import TimelineOutputs, TimelineRows, remove_clip_shards
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ExtractionSummary:
-    """What a run did, as printed at the end and stored beside the table (``_summary.json``)."""
-
-    clips: int
-    ok: int
-    faceless: int
-    error: int
-    frames: int
-    seconds: float
-    runner: str
-    warnings: list[str] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"clips": self.clips, "ok": self.ok, "faceless": self.faceless, "error": self.error,
-                "frames": self.frames, "seconds": round(self.seconds, 2),
-                "frames_per_second": round(self.frames_per_second, 2), "runner": self.runner,
-                "warnings": self.warnings, "failures": self.failures}
-
-    def line(self) -> str:
-        return (f"{self.clips} clips: {self.ok} ok, {self.faceless} faceless, {self.error} failed; "
-                f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)")
 
 
 def run_extraction(
@@ -67,7 +41,7 @@ def run_extraction(
     warnings: list[str] | None = None,
     windows_output: str | os.PathLike[str] | None = None,
     tracks_output: str | os.PathLike[str] | None = None,
-) -> ExtractionSummary:
+) -> RunSummary:
     """Describe every clip on the configured Beam runner and publish the table at ``output``.
 
     Every listed clip gets exactly one row: rows repeated by retried bundles are dropped, and a
@@ -88,17 +62,16 @@ def run_extraction(
                        str(faces_staging) if faces_staging else None, timeline=timeline)
     run_to_completion(pipeline)
     schema = descriptor_table_schema(config.layout, provenance)
-    duplicates = deduplicate_shards(clips_staging, schema)
-    if duplicates:
-        log.warning("dropped %d rows written twice by retried bundles", duplicates)
+    repeated = settle_shards(clips_staging, schema)
+    if repeated:
+        log.warning("dropped %d rows of clips written again by retried bundles", repeated)
     table = read_columns(clips_staging, ["clip_id", "status", "error", "n_frames"])
-    written = set(table["clip_id"])
-    lost = [r for r in refs if r.clip_id not in written]
+    lost = clips_without_rows([r.clip_id for r in refs], table["clip_id"])
     if lost:
-        log.error("%d clips came back without a row; recorded as errors", len(lost))
         empty = ClipAccumulator(config.layout)
-        rows = [clip_row(r, empty, config.featurizer, "no result came back from the runner") for r in lost]
-        write_shard(rows, clips_staging, schema)
+        by_id = {r.clip_id: r for r in refs}
+        rows = [clip_row(by_id[clip_id], empty, config.featurizer, NO_RESULT_ERROR) for clip_id in lost]
+        write_rows(rows, clips_staging, schema, "lost-clips")
         for column, values in table.items():
             values += [row[column] for row in rows]
     failed_clips = [c for c, status in zip(table["clip_id"], table["status"]) if status == "error"]
@@ -113,9 +86,10 @@ def run_extraction(
         for clip_id, status, error in zip(table["clip_id"], table["status"], table["error"])
         if status == "error"
     }
-    summary = ExtractionSummary(
-        clips=len(refs), **status_counts(table["status"]), frames=sum(table["n_frames"]),
-        seconds=time.perf_counter() - started, runner=runner, warnings=list(warnings or []), failures=failures,
+    summary = RunSummary(
+        clips=len(refs), counts=status_counts(table["status"], ("ok", "faceless", "error")),
+        frames=sum(table["n_frames"]), seconds=time.perf_counter() - started, runner=runner,
+        warnings=list(warnings or []), failures=failures,
     )
     publish(clips_staging, output, summary.to_dict())
     for staged, target in ((faces_staging, frames_output), (windows_staging, windows_output),

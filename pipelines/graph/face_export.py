@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 from PIL import Image
 
-from common.parquet_io import publish, read_columns, shard_paths, staging_dir, write_atomically
+from common.parquet_io import read_columns, shard_paths
+from common.publishing import publish, staging_dir
+from common.shards import ShardWriter, read_shards, settle_table, write_rows
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
+from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
+from pipelines.graph.run_summary import RunSummary, status_counts
 from pipelines.graph.runner import run_to_completion
 from pipelines.graph.shared_models import acquire_shared
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.parquet"
 SHARDS_DIR = "_manifest_shards"
+MANIFEST_ROWS_PER_SHARD = 4096
 
 
 def manifest_schema() -> pa.Schema:
@@ -63,12 +66,6 @@ def face_file_name(clip_id: str, frame_index: int, face_index: int | None) -> st
 def clip_only_row(ref: ClipRef, status: str, error: str | None) -> dict[str, Any]:
     return {"clip_id": ref.clip_id, "split": ref.split, "label": ref.label, "frame_index": None,
             "face_index": None, "box": None, "path": None, "status": status, "error": error}
-
-
-def write_manifest_shard(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> Path:
-    """One uniquely named Parquet shard of manifest rows, renamed into place when whole."""
-    table = pa.Table.from_pylist(rows, schema=manifest_schema())
-    return write_atomically(Path(folder) / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
 class FaceWriter:
@@ -139,46 +136,27 @@ class ExportFacesFn(beam.DoFn):
 
 
 class WriteManifestShardsFn(beam.DoFn):
-    """Write each bundle's manifest rows as a Parquet shard (nothing emitted: see beam_steps)."""
+    """Write each bundle's manifest rows as Parquet shards (nothing emitted: see write_steps)."""
 
     def __init__(self, shards_dir: str) -> None:
         self._shards_dir = shards_dir
-        self._buffer: list[dict[str, Any]] = []
+        self._writer: ShardWriter | None = None
 
     def start_bundle(self) -> None:
-        self._buffer = []
+        self._writer = ShardWriter(self._shards_dir, manifest_schema(), flush_rows=MANIFEST_ROWS_PER_SHARD)
 
     def process(self, rows: list[dict[str, Any]]) -> Iterator[str]:
-        self._buffer += rows
+        assert self._writer is not None
+        self._writer.add(rows)
         return iter(())
 
     def finish_bundle(self) -> None:
-        if self._buffer:
-            write_manifest_shard(self._buffer, self._shards_dir)
-        self._buffer = []
-
-
-@dataclass
-class FaceExportSummary:
-    clips: int
-    images: int
-    faceless: int
-    skipped: int
-    error: int
-    seconds: float
-    failures: dict[str, str] = field(default_factory=dict)
-
-    def line(self) -> str:
-        return (f"{self.clips} clips: {self.images} face images; {self.faceless} faceless, {self.skipped} "
-                f"skipped (unlabelled), {self.error} failed; {self.seconds:.1f} s")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"clips": self.clips, "images": self.images, "faceless": self.faceless, "skipped": self.skipped,
-                "error": self.error, "seconds": round(self.seconds, 2), "failures": self.failures}
+        assert self._writer is not None
+        self._writer.close()
 
 
 def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str | os.PathLike[str],
-                    options: PipelineOptions) -> FaceExportSummary:
+                    options: PipelineOptions) -> RunSummary:
     """Export every clip's faces on the configured Beam runner, then publish the folder atomically.
 
     Workers write images into a staging folder beside ``output``; the manifest shards are merged
@@ -198,14 +176,17 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
          | "ExportFaces" >> beam.ParDo(ExportFacesFn(config, str(staging), len(refs)))
          | "WriteManifestShards" >> beam.ParDo(WriteManifestShardsFn(str(shards))))
     run_to_completion(pipeline)
-    seen = set(read_columns(shards, ["clip_id"])["clip_id"])
-    lost = [clip_only_row(r, "error", "no result came back from the runner") for r in refs if r.clip_id not in seen]
+    seen = read_columns(shards, ["clip_id"])["clip_id"]
+    lost = clips_without_rows([r.clip_id for r in refs], seen)
     if lost:
-        log.error("%d clips came back without a row; recorded as errors", len(lost))
-        write_manifest_shard(lost, shards)
-    table = pa.concat_tables([pq.read_table(p) for p in shard_paths(shards)]).cast(manifest_schema())
-    table = _drop_repeats(table.sort_by([("clip_id", "ascending"), ("frame_index", "ascending"),
-                                         ("face_index", "ascending")]))
+        by_id = {r.clip_id: r for r in refs}
+        write_rows([clip_only_row(by_id[c], "error", NO_RESULT_ERROR) for c in lost], shards, manifest_schema(),
+                   "lost-clips")
+    table = read_shards(shards)
+    assert table is not None, "every clip has a manifest row by now"
+    # A retried bundle's rows: each clip keeps the images of its winning attempt.
+    table = settle_table(table, ["clip_id"], one_row_per_key=False).cast(manifest_schema())
+    table = table.sort_by([("clip_id", "ascending"), ("frame_index", "ascending"), ("face_index", "ascending")])
     pq.write_table(table, staging / MANIFEST_FILE)
     for path in shard_paths(shards):
         Path(path).unlink()
@@ -216,24 +197,14 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
         clip_status[clip_id] = status
         if status == "error":
             failures[clip_id] = error
-    statuses = list(clip_status.values())
-    summary = FaceExportSummary(
-        clips=len(refs), images=int(sum(s == "ok" for s in table.column("status").to_pylist())),
-        faceless=statuses.count("faceless"), skipped=statuses.count("skipped"), error=statuses.count("error"),
+    images = int(sum(s == "ok" for s in table.column("status").to_pylist()))
+    summary = RunSummary(
+        clips=len(refs), produced=("face images", images),
+        counts=status_counts(clip_status.values(), ("faceless", "skipped", "error")),
+        labels={"skipped": "skipped (unlabelled)", "error": "failed"},
         seconds=time.perf_counter() - started, failures=failures)
     publish(staging, output, summary.to_dict())
     return summary
-
-
-def _drop_repeats(table: pa.Table) -> pa.Table:
-    """Rows written twice by a retried bundle (same clip, frame and face) are kept once."""
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("clip_id", "frame_index", "face_index", "status"))))
-    seen: set[tuple] = set()
-    mask = []
-    for key in keys:
-        mask.append(key not in seen)
-        seen.add(key)
-    return table.filter(pa.array(mask)) if not all(mask) else table
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> pa.Table | None:
@@ -242,5 +213,5 @@ def read_manifest(folder: str | os.PathLike[str]) -> pa.Table | None:
     return pq.read_table(path) if path.is_file() else None
 
 
-__all__ = ["MANIFEST_FILE", "FaceExportSummary", "FaceWriter", "face_file_name", "manifest_schema",
+__all__ = ["MANIFEST_FILE", "FaceWriter", "face_file_name", "manifest_schema",
            "read_manifest", "run_face_export"]

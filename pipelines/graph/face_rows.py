@@ -12,11 +12,10 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
-from common.parquet_io import write_shard
+from common.shards import ShardWriter
 
 FACE_ROWS_PER_SHARD = 4096
 
@@ -26,28 +25,11 @@ def clip_shard_key(clip_id: str) -> str:
     return hashlib.sha1(clip_id.encode()).hexdigest()[:16]
 
 
-class FaceRowWriter:
-    """Buffers one segment's face rows and writes them as deterministically named shards."""
-
-    def __init__(self, folder: str | os.PathLike[str], schema: pa.Schema, clip_id: str, segment: int,
-                 rows_per_shard: int = FACE_ROWS_PER_SHARD) -> None:
-        self._folder = folder
-        self._schema = schema
-        self._prefix = f"{clip_shard_key(clip_id)}-s{segment:05d}"
-        self._rows_per_shard = rows_per_shard
-        self._buffer: list[dict[str, Any]] = []
-        self._parts = 0
-
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        self._buffer.extend(rows)
-        if len(self._buffer) >= self._rows_per_shard:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buffer:
-            write_shard(self._buffer, self._folder, self._schema, name=f"{self._prefix}-{self._parts:04d}")
-            self._parts += 1
-            self._buffer = []
+def face_row_writer(folder: str | os.PathLike[str], schema: pa.Schema, clip_id: str, segment: int,
+                    rows_per_shard: int = FACE_ROWS_PER_SHARD) -> ShardWriter:
+    """A writer of one segment's face rows, its shards named by clip, segment and part."""
+    return ShardWriter(folder, schema, name_prefix=f"{clip_shard_key(clip_id)}-s{segment:05d}",
+                       flush_rows=rows_per_shard)
 
 
 def remove_face_rows(folder: str | os.PathLike[str], clip_ids: Iterable[str]) -> int:

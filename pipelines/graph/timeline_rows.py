@@ -53,7 +53,7 @@ class TimelineRows:
 
     def __init__(self, config: ExtractionConfig, provenance: dict[str, Any] | None = None) -> None:
         self._config = config
-        timeline = config.timeline_built
+        timeline = config.timeline
         self.window_schema = window_table_schema(config.layout, provenance, timeline.windows_dict())
         self.track_schema = track_table_schema(config.spec.feature_dim, provenance, timeline.tracks_dict())
         self.window_keys: tuple[str, ...] = ("clip_id", "start_s")

@@ -150,7 +150,7 @@ def settle_rows(rows: pd.DataFrame, planned: pd.DataFrame, max_attempts: int) ->
 
     A failure counts one more attempt on the same file; reaching ``max_attempts`` turns its
     status into ``failed_permanently``. Rows of keys not in ``planned`` are dropped (a runner
-    cannot invent videos), and a key with several rows (retried bundles) keeps its last.
+    cannot invent videos), and a key with several rows keeps its last (the store has settled retried bundles already).
     """
     rows = rows.drop_duplicates("key", keep="last")
     plan = planned.set_index("key")
@@ -163,12 +163,6 @@ def settle_rows(rows: pd.DataFrame, planned: pd.DataFrame, max_attempts: int) ->
     rows["attempts"] = attempts
     rows.loc[failed & (attempts >= max_attempts), "status"] = FAILED_PERMANENTLY
     return rows
-
-
-def missing_keys(planned: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
-    """Planned videos the runner returned no row for: they become error rows, never silently lost."""
-    done = set(rows["key"])
-    return [k for k in planned["key"] if k not in done]
 
 
 def merge_bucket(existing: pd.DataFrame | None, updates: pd.DataFrame, removed: Iterable[str]) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from common import storage
 from common.parquet_io import read_parquet, write_parquet
+from common.shards import read_shards, settle_table
 from pipelines.scoring.archive_state import (
     INDEX_COLUMNS,
     LATEST_BUCKETS,
@@ -94,15 +95,12 @@ class ScoreStore:
         return sorted(unfinished)
 
     def read_rows(self, folder: str) -> pd.DataFrame:
-        """Every ``part-*.parquet`` row of a folder (an unreadable part, cut by a kill, is skipped)."""
-        frames = []
-        for url in storage.glob_files(folder, "part-*.parquet"):
-            try:
-                frames.append(read_parquet(url).to_pandas())
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                log.warning("skipping %s: %s", url, exc)
-        frames = [f for f in frames if len(f)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "status", "scored_at"])
+        """Every ``part-*.parquet`` row of a folder, a video written twice (retried bundles) settled by
+        the one rule of :func:`common.shards.winning_attempts`; an unreadable part, cut by a kill, is skipped."""
+        table = read_shards(folder)
+        if table is None or table.num_rows == 0:
+            return pd.DataFrame(columns=["key", "status", "scored_at"])
+        return settle_table(table, ["key"]).to_pandas()
 
     def read_plan(self, run_id: str) -> pd.DataFrame:
         url = storage.join(self.run_dir(run_id), PLAN_FILE)

@@ -28,6 +28,7 @@ from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import DEFAULT_MIN_TRACK_SECONDS, DEFAULT_WINDOW_SECONDS, timeline_from_flags
+from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
 from pipelines.graph.runner import pipeline_options
 from pipelines.graph.scoring_steps import ScoredTimelineRows, run_scoring_pipeline
 from pipelines.graph.timeline_rows import TimelineOutputs
@@ -36,7 +37,6 @@ from pipelines.scoring.archive_state import (
     FAILED_STATUSES,
     RunCounts,
     count_run,
-    missing_keys,
     plan_run,
     settle_rows,
 )
@@ -154,9 +154,8 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSetti
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
                              pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline)
         rows = store.read_rows(store.staged_dir(run_id))
-        lost = missing_keys(plan.to_score, rows)
+        lost = clips_without_rows(list(plan.to_score["key"]), rows["key"], "videos")
         if lost:
-            log.error("%d videos came back without a row; recorded as errors", len(lost))
             rows = pd.concat([rows, lost_rows(plan.to_score, lost, setup, run_id)], ignore_index=True)
         fresh = settle_rows(rows, plan.to_score, args.max_attempts)
     settled = pd.concat([f for f in (plan.reused, fresh) if len(f)], ignore_index=True) \
@@ -201,6 +200,6 @@ def lost_rows(planned: pd.DataFrame, keys: list[str], setup: ScoringSetup, run_i
     urls = planned.set_index("key")["url"]
     now = pd.Timestamp.now(tz="UTC").floor("us")
     return pd.DataFrame([{"key": k, "path": urls[k], "clip_id": k, "status": ERROR, "has_face": False,
-                          "error": "no result came back from the runner", "n_frames": 0, "n_face_frames": 0,
+                          "error": NO_RESULT_ERROR, "n_frames": 0, "n_face_frames": 0,
                           "n_faces": 0, "scored_at": now, "model_sha256": setup.model_sha256,
                           "featurizer": setup.config.featurizer, "run_id": run_id} for k in keys])

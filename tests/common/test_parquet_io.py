@@ -1,10 +1,11 @@
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from common.parquet_io import deduplicate_shards, publish, read_column, rows_to_table, staging_dir, write_shard
+from common.parquet_io import read_column, rows_to_table
+from common.publishing import publish, staging_dir
 from common.schema import DescriptorLayout, descriptor_table_schema, read_provenance
+from common.shards import write_rows
 
 
 def row(clip_id: str, status: str = "ok", length: int = 8) -> dict:
@@ -27,8 +28,8 @@ def test_table_has_the_documented_columns_and_a_fixed_length_descriptor():
 
 
 def test_shards_read_back_with_plain_pandas(tmp_path):
-    write_shard([row("a")], tmp_path, SCHEMA)
-    write_shard([row("b"), row("c")], tmp_path, SCHEMA)
+    write_rows([row("a")], tmp_path, SCHEMA, "1")
+    write_rows([row("b"), row("c")], tmp_path, SCHEMA, "2")
     df = pd.read_parquet(tmp_path)
     assert sorted(df.clip_id) == ["a", "b", "c"]
     assert np.stack(df.descriptor).shape == (3, 8)
@@ -37,52 +38,18 @@ def test_shards_read_back_with_plain_pandas(tmp_path):
 
 def test_wrong_descriptor_length_is_refused(tmp_path):
     with pytest.raises(Exception):
-        write_shard([row("a", length=7)], tmp_path, SCHEMA)
-
-
-def test_duplicates_from_retried_bundles_are_dropped(tmp_path):
-    write_shard([row("a"), row("b")], tmp_path, SCHEMA)
-    write_shard([row("b")], tmp_path, SCHEMA)
-    assert deduplicate_shards(tmp_path, SCHEMA) == 1
-    assert sorted(read_column(tmp_path, "clip_id")) == ["a", "b"]
-    assert read_provenance(pq.read_schema(next(tmp_path.glob("part-*.parquet"))))["featurizer"] == "f"
+        write_rows([row("a", length=7)], tmp_path, SCHEMA, "1")
 
 
 def test_publish_replaces_the_output_only_when_complete(tmp_path):
     output = tmp_path / "out"
     first = staging_dir(output)
-    write_shard([row("old")], first, SCHEMA)
+    write_rows([row("old")], first, SCHEMA, "1")
     publish(first, output, {"ok": 1})
     second = staging_dir(output)
-    write_shard([row("new")], second, SCHEMA)
+    write_rows([row("new")], second, SCHEMA, "1")
     # Until published, readers of `output` still see the old table only.
     assert read_column(output, "clip_id") == ["old"]
     publish(second, output)
     assert read_column(output, "clip_id") == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or old folder left behind
-
-
-def test_face_rows_of_a_retried_segment_replace_the_first_attempt_and_error_clips_lose_theirs(tmp_path):
-    import pandas as pd
-
-    from common.schema import frame_table_schema
-    from pipelines.graph.face_rows import FaceRowWriter, remove_face_rows
-
-    schema = frame_table_schema(())
-
-    def rows(clip, frames):
-        return [{"clip_id": clip, "frame_index": f, "time_s": f / 25, "face_index": 0, "box": [0, 0, 9, 9],
-                 "probability": 0.99} for f in frames]
-
-    for attempt in range(2):  # a bundle retried after its first attempt wrote its shards
-        writer = FaceRowWriter(tmp_path, schema, "a/clip", segment=1, rows_per_shard=3)
-        writer.add(rows("a/clip", range(4)))
-        writer.add(rows("a/clip", range(4, 5)))
-        writer.flush()
-    other = FaceRowWriter(tmp_path, schema, "b", segment=0)
-    other.add(rows("b", range(2)))
-    other.flush()
-    table = pd.read_parquet(tmp_path)
-    assert sorted(table.frame_index[table.clip_id == "a/clip"]) == [0, 1, 2, 3, 4]
-    assert remove_face_rows(tmp_path, ["a/clip"]) == 2
-    assert set(pd.read_parquet(tmp_path).clip_id) == {"b"}

@@ -71,16 +71,14 @@ def test_frames_output_has_a_row_per_detected_face(afew_direct):
 
 
 @pytest.mark.parametrize("cluster", ["local", "address"])
-def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, cluster):
+def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, cluster, request):
     """``--runner dask`` on a local distributed cluster, or on the cluster at --dask_client_address."""
     _, direct, _ = afew_direct
     out = tmp_path / "dask"
     argv = ["--dataset", "afew", "--output", str(out), *FAST, "--runner", "dask", "--dask_npartitions", "2"]
     if cluster == "address":
-        from distributed import LocalCluster
-
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as running:
-            code = extract.run([*argv, "--dask_client_address", running.scheduler_address])
+        running = request.getfixturevalue("dask_cluster")
+        code = extract.run([*argv, "--dask_client_address", running.scheduler_address])
     else:
         code = extract.run(argv)
     assert code == 0
@@ -216,7 +214,7 @@ def test_runner_defaults_and_aliases():
     assert runner(["--runner", "DirectRunner"]) == "DirectRunner"
 
 
-def test_models_load_once_per_worker_process_not_per_clip_or_bundle(tmp_path, monkeypatch):
+def test_models_load_once_per_worker_process_not_per_clip_bundle_or_job(tmp_path, monkeypatch):
     from pipelines.extraction.clip_describer import ClipExtractor
 
     built = []
@@ -227,9 +225,14 @@ def test_models_load_once_per_worker_process_not_per_clip_or_bundle(tmp_path, mo
         original(self, config)
 
     monkeypatch.setattr(ClipExtractor, "__init__", counting_init)
-    code = extract.run(["--dataset", "afew", "--output", str(tmp_path / "out"), "--frame-step", "25"])
-    assert code == 0 and len(table(tmp_path / "out")) == 6
+    # A batch size no other test uses: settings this process has not loaded models for yet.
+    argv = ["--dataset", "afew", "--frame-step", "25", "--batch-size", "13"]
+    assert extract.run([*argv, "--output", str(tmp_path / "out")]) == 0 and len(table(tmp_path / "out")) == 6
     assert built == ["effnet_lite0_imagenet"]
+    assert extract.run([*argv, "--output", str(tmp_path / "again")]) == 0  # the next job reuses them
+    assert built == ["effnet_lite0_imagenet"]
+    assert extract.run([*argv, "--batch-size", "11", "--output", str(tmp_path / "other")]) == 0
+    assert built == ["effnet_lite0_imagenet"] * 2  # other settings, other models
 
 
 def test_hsemotion_checkpoint_end_to_end_gives_emotion_traces(tmp_path, monkeypatch):

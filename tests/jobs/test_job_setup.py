@@ -162,3 +162,12 @@ def test_a_dataset_folder_without_clips_is_a_usage_error(job, tmp_path, capsys):
     assert code == 2
     assert f"error: no clips found under {tmp_path / 'empty'}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_starts_quietly_without_beams_bigquery_warning():
+    # Beam warns at import that its BigQuery client is missing: nothing a user of these jobs can act on.
+    code = ("from jobs.job_setup import configure_logging; configure_logging(); import logging; "
+            "import apache_beam.io.gcp.internal.clients.bigquery; logging.getLogger('jobs.x').warning('own line')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "apitools" not in done.stderr and done.stderr.strip().endswith("own line")

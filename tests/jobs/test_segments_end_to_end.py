@@ -78,15 +78,17 @@ def unsplit(two_clips, tmp_path_factory):
 RUNNERS = {
     "direct": [],
     "multiprocessing": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
-    "dask": ["--runner", "dask", "--dask_npartitions", "2"],
+    "dask": ["--runner", "dask", "--dask_npartitions", "2"],  # on the shared cluster, by its address
 }
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, two_clips, unsplit, tmp_path,
-                                                                        caplog):
+                                                                        caplog, request):
     caplog.set_level(logging.INFO, logger="pipelines.graph.describe_steps")
     argv = ["--dataset", "afew", "--data-root", str(two_clips), *outputs(tmp_path), *SPLIT, *RUNNERS[runner]]
+    if runner == "dask":
+        argv += ["--dask_client_address", request.getfixturevalue("dask_cluster").scheduler_address]
     assert extract.run(argv) == 0
     whole, whole_faces, whole_windows, whole_tracks = unsplit
     split = table(tmp_path / "clips")
@@ -180,12 +182,13 @@ def test_segment_statistics_merge_into_the_whole_clip_for_both_aggregations(data
     assert np.allclose(a.descriptor(), b.descriptor(), rtol=1e-6, atol=1e-7)
 
 
-def test_a_lone_clip_spreads_its_segments_over_the_workers_of_a_dask_cluster(two_clips, unsplit, tmp_path):
+def test_a_lone_clip_spreads_its_segments_over_the_workers_of_a_dask_cluster(two_clips, unsplit, tmp_path,
+                                                                             dask_cluster):
     """Beam's Dask runner never repartitions its first Create: the driver lists a long clip as
     several planning elements, each its own partition, so two workers share one clip."""
     import shutil
 
-    from dask.distributed import Client, LocalCluster, get_task_stream
+    from dask.distributed import Client, get_task_stream
 
     from pipelines.extraction.clip_records import ClipRef
     from pipelines.extraction.settings import ExtractionConfig
@@ -199,9 +202,8 @@ def test_a_lone_clip_spreads_its_segments_over_the_workers_of_a_dask_cluster(two
     assert len(elements) >= 2  # from the file size alone: ~60 kB, 500 bytes a frame, 32 frames a segment
     argv = ["--dataset", "afew", "--data-root", str(tmp_path / "lone"), "--output", str(tmp_path / "clips"), *SPLIT,
             "--runner", "dask"]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client, get_task_stream(client) as stream:
-        assert extract.run([*argv, "--dask_client_address", cluster.scheduler_address]) == 0
+    with Client(dask_cluster) as client, get_task_stream(client) as stream:
+        assert extract.run([*argv, "--dask_client_address", dask_cluster.scheduler_address]) == 0
     dofn_tasks = [t for t in stream.data if "apply_dofn_to_bundle" in str(t["key"])]
     partitions = {t["key"][1] for t in dofn_tasks if isinstance(t["key"], tuple)}
     assert partitions == set(range(len(elements))), stream.data[:3]  # one partition an element

@@ -9,7 +9,7 @@ from common.schema import frame_table_schema
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import TimelineSettings
-from pipelines.graph.face_rows import FaceRowWriter
+from pipelines.graph.face_rows import face_row_writer
 from pipelines.graph.timeline_rows import (
     MERGE_PART,
     TimelineOutputs,
@@ -27,10 +27,10 @@ def _face_rows(clip, frames, track_ids):
 
 def _write_segments(folder, clip, segments):
     for index, (frames, ids) in enumerate(segments):
-        writer = FaceRowWriter(folder, frame_table_schema(()), clip, index, rows_per_shard=2)
+        writer = face_row_writer(folder, frame_table_schema(()), clip, index, rows_per_shard=2)
         for row in _face_rows(clip, frames, ids):  # a shard every two rows, as a long segment streams
             writer.add([row])
-        writer.flush()
+        writer.close()
 
 
 def test_later_segments_face_rows_get_clip_ids_and_a_retried_merge_changes_nothing(tmp_path):

@@ -17,7 +17,6 @@ from pipelines.scoring.archive_state import (
     count_run,
     empty_index,
     merge_bucket,
-    missing_keys,
     plan_run,
     settle_rows,
 )
@@ -128,7 +127,6 @@ def test_settling_counts_attempts_and_gives_up_at_the_limit() -> None:
     assert settled["attempts"].tolist() == [0, 3, 2]
     assert settled["status"].tolist() == ["ok", FAILED_PERMANENTLY, "error"]
     assert settled["size_bytes"].tolist() == [1, 2, 3] and settled["mtime_ns"].tolist() == [10, 20, 30]
-    assert missing_keys(planned, rows.iloc[:1]) == ["b.avi", "c.avi"]
 
 
 def test_merging_a_bucket_replaces_updated_rows_and_drops_removed_ones() -> None:
