@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from featurizers.embed import preprocess_faces
+from featurizers.embedding.embed import preprocess_faces
+from featurizers.embedding.registry import FeaturizerSpec
 from featurizers.face_images import LabelledImage, load_rgb
 from featurizers.finetune_settings import FinetuneSettings
-from featurizers.registry import FeaturizerSpec
 from featurizers.sam import SharpnessAware, frozen_batch_norm_statistics
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from common.errors import EmotiwError
+from featurizers.embedding.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
 from featurizers.finetune_settings import FinetuneSettings
-from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
 
 if TYPE_CHECKING:  # torch, timm and matplotlib load once a run starts, not for --help
+    from featurizers.embedding.finetuned import FinetunedDescription
     from featurizers.finetune import FinetuneResult
-    from featurizers.finetuned import FinetunedDescription
 
 log = logging.getLogger("jobs.finetune")
 HISTORY_FILE = "history.json"
@@ -102,11 +102,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     args, _ = parse_job_args(build_parser(), argv, beam=False)
     import torch
 
-    from featurizers.checkpoints import checkpoint_sha256
-    from featurizers.embed import load_network, select_device
+    from featurizers.embedding.checkpoints import checkpoint_sha256
+    from featurizers.embedding.embed import load_network, select_device
+    from featurizers.embedding.finetuned import FinetunedDescription
     from featurizers.face_images import class_weights, list_image_folder, split_by_group
     from featurizers.finetune import attach_new_head, finetune
-    from featurizers.finetuned import FinetunedDescription
 
     try:
         check_output_folder(args.output)
@@ -168,7 +168,7 @@ def publish_folder(output: Path, result: FinetuneResult, description: FinetunedD
                    skipped: dict[str, str]) -> None:
     """Write everything into a staging folder beside ``output`` and rename it into place."""
     from common.publishing import publish, staging_dir
-    from featurizers.finetuned import save_featurizer_folder
+    from featurizers.embedding.finetuned import save_featurizer_folder
 
     staging = Path(staging_dir(output))  # a local folder
     save_featurizer_folder(staging, result.model, description)

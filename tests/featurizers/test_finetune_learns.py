@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.preprocessing import normalize
 from videos import REPO_ROOT
 
-from featurizers.embed import load_network, preprocess_faces
+from featurizers.embedding.embed import load_network, preprocess_faces
 from featurizers.face_images import class_weights, list_image_folder, load_rgb, split_by_group
 from featurizers.finetune import FinetuneSettings, attach_new_head, finetune
 

@@ -15,7 +15,7 @@ from videos import SAMPLES
 from classifiers.descriptors import check_same_identity
 from common.errors import IncompatibleArtifactsError
 from common.schema import read_provenance
-from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
+from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
 from jobs import extract, faces, finetune
 
 pytestmark = pytest.mark.slow
@@ -129,7 +129,7 @@ def test_extract_takes_a_finetuned_folder_and_gives_its_class_scores(finetuned, 
     assert provenance["featurizer"] == str(one) and len(provenance["weights_sha256"]) == 64
     table = pd.read_parquet(frames)
     assert np.allclose(table.p_happy + table.p_sad, 1.0, atol=1e-5)
-    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embedding.checkpoints import checkpoint_sha256
     from pipelines.extraction.settings import ExtractionConfig
 
     other = ExtractionConfig(dataset="afew", featurizer=str(two))

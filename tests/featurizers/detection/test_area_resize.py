@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from featurizers import area_resize
-from featurizers.area_resize import area_pyramid, area_resize_boxes
+from featurizers.detection import area_resize
+from featurizers.detection.area_resize import area_pyramid, area_resize_boxes
 
 
 def torch_area(frames: np.ndarray, frame: int, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from common.errors import CheckpointFormatError
-from featurizers.backends import Backend, make_network
-from featurizers.checkpoints import load_hsemotion_model
-from featurizers.registry import FeaturizerSpec, resolve_weights_path
+from featurizers.embedding.checkpoints import load_hsemotion_model
+from featurizers.embedding.registry import FeaturizerSpec, resolve_weights_path
+from featurizers.runtimes.backends import Backend, make_network
 
 
 def _resize(face: np.ndarray, size: int) -> np.ndarray:
@@ -87,7 +87,7 @@ def load_network(spec: FeaturizerSpec, weights: str | os.PathLike[str] | None = 
     if spec.source == "package":
         model = _load_package_lite0(spec, path)
     elif spec.source == "finetuned":
-        from featurizers.finetuned import load_finetuned_model
+        from featurizers.embedding.finetuned import load_finetuned_model
 
         model = load_finetuned_model(path.parent)
     else:

@@ -14,7 +14,7 @@ OpenVINO keeps its compiled model beside it (its ``CACHE_DIR``, in a folder per 
 settings and OpenVINO version; OpenVINO's own key adds the CPU). A second run, and every worker
 after the first, reads both. Where the cache folder cannot be written the network is exported in memory, as
 before, with a warning. The detector's networks use the same runtimes and cache
-(featurizers/mtcnn_networks.py).
+(featurizers/detection/mtcnn_networks.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featurizers.backend_choice import BACKENDS, Backend, resolve_backend  # noqa: F401 - BACKENDS, Backend for callers
+from featurizers.runtimes.backend_choice import BACKENDS, Backend, resolve_backend  # noqa: F401 - BACKENDS, Backend for callers
 
 log = logging.getLogger(__name__)
 

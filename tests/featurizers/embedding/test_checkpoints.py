@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from common.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
-from featurizers.checkpoints import checkpoint_sha256, load_hsemotion_model
+from featurizers.embedding.checkpoints import checkpoint_sha256, load_hsemotion_model
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoints"
 B0_AVG_8 = FIXTURES / "tiny_b0_avg_8.pt"
 B2_MAX_7 = FIXTURES / "tiny_b2_max_7.pt"
 

@@ -36,7 +36,7 @@ from timm.models.efficientnet import EfficientNet
 from torch import nn
 
 from common.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
-from featurizers.featurizer_spec import HSEMOTION_PUBLISHED_AT
+from featurizers.embedding.featurizer_spec import HSEMOTION_PUBLISHED_AT
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from featurizers import backends
-from featurizers.checkpoints import load_hsemotion_model
+from featurizers.embedding.checkpoints import load_hsemotion_model
+from featurizers.runtimes import backends
 
-TINY_B0 = Path(__file__).parents[1] / "fixtures" / "checkpoints" / "tiny_b0_avg_8.pt"
-ROOT = Path(__file__).parents[2]
+TINY_B0 = Path(__file__).parents[2] / "fixtures" / "checkpoints" / "tiny_b0_avg_8.pt"
+ROOT = Path(__file__).parents[3]
 BATCH = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)
 
 
@@ -78,8 +78,8 @@ def test_another_process_loads_the_cached_model(cache):
     """What a second run, or the second worker of a run, does."""
     model = load_hsemotion_model(TINY_B0)
     assert not backends.make_network(model, torch.device("cpu"), 96, "openvino").loaded_from_cache
-    script = ("import torch; from featurizers import backends; "
-              "from featurizers.checkpoints import load_hsemotion_model; "
+    script = ("import torch; from featurizers.runtimes import backends; "
+              "from featurizers.embedding.checkpoints import load_hsemotion_model; "
               f"n = backends.make_network(load_hsemotion_model({str(TINY_B0)!r}), torch.device('cpu'), 96, 'openvino'); "
               "print(n.loaded_from_cache)")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=os.environ,

@@ -6,9 +6,9 @@ import torch
 from detections import assert_same_faces
 from videos import SAMPLES
 
-from featurizers.decode import FrameSampling, iter_frame_chunks
-from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
-from featurizers.mtcnn_cascade import _min_nms, _pixel_bounds, pyramid_scales
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks
+from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
+from featurizers.detection.mtcnn_cascade import _min_nms, _pixel_bounds, pyramid_scales
 
 
 def test_pyramid_stops_before_the_scaled_frame_is_smaller_than_the_window():

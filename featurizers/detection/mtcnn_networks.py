@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from featurizers.backend_choice import Backend, resolve_backend
-from featurizers.backends import OnnxModel, OpenVinoModel, cached_export, distribution_version, module_key
+from featurizers.runtimes.backend_choice import Backend, resolve_backend
+from featurizers.runtimes.backends import OnnxModel, OpenVinoModel, cached_export, distribution_version, module_key
 
 MTCNN_EXPORT_SETTINGS = "torchscript-exporter opset 17, NHWC float32 input, batch free (P-Net: height, width free)"
 

@@ -5,9 +5,9 @@ tensor indexing (about 80 us a box, ~30 boxes a frame), builds its pyramid from 
 of the frames, and runs R-Net on every candidate of a batch at once (about 1000 for 32 AFEW
 frames), which on the CPU spills the activations out of the caches. Here the whole pyramid
 comes from one compiled area-resize call on the uint8 frames (each frame summed once into a
-table that serves all its levels), and so do all crops of a stage (featurizers/area_resize.py,
+table that serves all its levels), and so do all crops of a stage (featurizers/detection/area_resize.py,
 bit-identical to ``interpolate``); the networks take the NHWC crops as they are, in cache-sized
-micro-batches, on torch or on a CPU runtime (featurizers/mtcnn_networks.py).
+micro-batches, on torch or on a CPU runtime (featurizers/detection/mtcnn_networks.py).
 
 Everything else is facenet-pytorch's method, step by step: the same networks and weights,
 scale pyramid, thresholds, NMS stages and box arithmetic in float32. Boxes and landmarks
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from featurizers.area_resize import area_pyramid, area_resize_boxes
-from featurizers.mtcnn_networks import CascadeNetworks
+from featurizers.detection.area_resize import area_pyramid, area_resize_boxes
+from featurizers.detection.mtcnn_networks import CascadeNetworks
 
 PNET_CELL = 12
 """P-Net sees 12x12 windows with a stride of 2 pixels of the scaled frame."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import VideoDecodeError
-from featurizers.decode_child import SLOTS
+from featurizers.decoding.decode_child import SLOTS
 
 DECODE_TIMEOUT_BASE_S = 60.0
 DECODE_TIMEOUT_PER_FRAME_S = 0.05
@@ -222,7 +222,7 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
 
 @dataclass
 class _Child:
-    """A started ``featurizers.decode_child`` process and its pipes and shared memory file."""
+    """A started ``featurizers.decoding.decode_child`` process and its pipes and shared memory file."""
 
     process: subprocess.Popen
     to_child: Connection
@@ -236,11 +236,11 @@ class _Child:
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         shm_fd = _anonymous_file()
-        package_root = str(Path(__file__).resolve().parents[1])  # the child runs this very code
+        package_root = str(Path(__file__).resolve().parents[2])  # the child runs this very code
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "featurizers.decode_child", str(child_in), str(child_out), str(shm_fd)],
+                [sys.executable, "-m", "featurizers.decoding.decode_child", str(child_in), str(child_out), str(shm_fd)],
                 pass_fds=(child_in, child_out, shm_fd), env=env, stdin=subprocess.DEVNULL)
         finally:
             os.close(child_in), os.close(child_out)
@@ -303,7 +303,7 @@ def _stop_ready() -> None:
 
 
 class _DecoderProcess:
-    """A child process decoding one video (:mod:`featurizers.decode_child`), under a time limit.
+    """A child process decoding one video (:mod:`featurizers.decoding.decode_child`), under a time limit.
 
     The child goes back for the next video only once this one ended cleanly (its end of stream
     read, or the probe answered); on any other exit it is killed, as it may be stuck.

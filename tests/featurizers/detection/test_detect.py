@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig, FaceDetector, FrameFaces, select_faces
+from featurizers.detection.detect import (
+    AFEW_DETECTOR,
+    VGAF_DETECTOR,
+    DetectorConfig,
+    FaceDetector,
+    FrameFaces,
+    select_faces,
+)
 
 
 def faces(boxes, probs):

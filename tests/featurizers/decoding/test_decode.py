@@ -5,7 +5,7 @@ import pytest
 from videos import SAMPLES, panning_frames, write_video
 
 from common.errors import VideoDecodeError
-from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video, riff_shortfall, sampled_indices
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks, probe_video, riff_shortfall, sampled_indices
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def test_a_container_declaring_more_frames_than_it_holds_is_an_error_naming_the_
 def _decoder_pids() -> set[int]:
     import psutil
 
-    return {p.pid for p in psutil.Process().children() if "featurizers.decode_child" in " ".join(p.cmdline())}
+    return {p.pid for p in psutil.Process().children() if "featurizers.decoding.decode_child" in " ".join(p.cmdline())}
 
 
 def test_one_decoder_process_serves_consecutive_clips_and_a_failed_one_is_replaced(counting_clip, tmp_path):

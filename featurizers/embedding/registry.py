@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from common.errors import WeightsNotFoundError
-from featurizers.featurizer_spec import (  # noqa: F401 - the spec's names, offered with the registry
+from featurizers.embedding.featurizer_spec import (  # noqa: F401 - the spec's names, offered with the registry
     FINETUNED_CONFIG_FILE,
     FINETUNED_WEIGHTS_FILE,
     HSEMOTION_7_CLASSES,
@@ -24,7 +24,7 @@ from featurizers.featurizer_spec import (  # noqa: F401 - the spec's names, offe
     WEIGHTS_DIR_ENV,
     FeaturizerSpec,
 )
-from featurizers.finetuned import spec_from_folder
+from featurizers.embedding.finetuned import spec_from_folder
 
 
 def _hsemotion(name: str, family: Literal["b0", "b2"], outputs: tuple[str, ...]) -> FeaturizerSpec:

@@ -1,6 +1,6 @@
-"""The decoding side of an isolated clip: run as ``python -m featurizers.decode_child IN OUT SHM``.
+"""The decoding side of an isolated clip: run as ``python -m featurizers.decoding.decode_child IN OUT SHM``.
 
-The parent (:mod:`featurizers.decode`) starts such a process and sends it one video (a clip or
+The parent (:mod:`featurizers.decoding.decode`) starts such a process and sends it one video (a clip or
 a frame range) at a time. For each, this side opens the video, reports its frame count and
 rate, then decodes the frames it is sent into two slots of a shared memory file and says which
 slot holds what; it reuses a slot only when the parent gives it back, so it is never more than
@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from featurizers.video_reader import IndexedVideo, ReadError
+from featurizers.decoding.video_reader import IndexedVideo, ReadError
 
 SLOTS = 2
 """Chunks the child may have decoded ahead of the parent: one being read, one being filled."""

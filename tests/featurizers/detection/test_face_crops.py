@@ -3,7 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurizers.faces import ALIGNMENT_TEMPLATE, align_face, crop_face, similarity_transform, warp_affine
+from featurizers.detection.face_crops import (
+    ALIGNMENT_TEMPLATE,
+    align_face,
+    crop_face,
+    similarity_transform,
+    warp_affine,
+)
 
 
 def test_template_is_the_arcface_points_shifted_and_doubled():
@@ -70,7 +76,7 @@ def test_warp_is_bilinear_with_a_black_border_like_scikit_image():
 
 def test_warp_reproduces_opencv_4_warp_affine_bit_for_bit():
     # Made by OpenCV 4.10's warpAffine (the reference's warp); OpenCV 5.0 differs by up to 4 levels.
-    case = np.load(Path(__file__).parents[1] / "fixtures" / "warp_affine_opencv4.npz")
+    case = np.load(Path(__file__).parents[2] / "fixtures" / "warp_affine_opencv4.npz")
     matrix = np.vstack([case["matrix"], [0.0, 0.0, 1.0]])
     warped = warp_affine(case["image"], matrix, case["warped"].shape[:2])
     assert (warped == 0).all(axis=2).any()  # the case covers the black border and its blended edge

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from featurizers.mtcnn_cascade import MtcnnCascade
+    from featurizers.detection.mtcnn_cascade import MtcnnCascade
 
 FaceChoice = Literal["confidence", "largest"]
 
@@ -75,7 +75,7 @@ class FaceDetector:
     """A thin front over MTCNN: ``detect`` takes a batch of same-size RGB frames.
 
     ``engine="cascade"`` (default) runs facenet-pytorch's networks through our batched cascade
-    driver (featurizers/mtcnn_cascade.py) on ``backend`` (featurizers/mtcnn_networks.py: torch,
+    driver (featurizers/detection/mtcnn_cascade.py) on ``backend`` (featurizers/detection/mtcnn_networks.py: torch,
     or OpenVINO or ONNX Runtime on the CPU; ``auto`` as for the featurizer): on 2 CPU cores
     about 3x as fast on torch, the same boxes and landmarks to float tolerance.
     ``engine="facenet"`` is ``facenet_pytorch.MTCNN.detect`` exactly as shipped, on torch.
@@ -87,8 +87,8 @@ class FaceDetector:
         import torch
         from facenet_pytorch import MTCNN
 
-        from featurizers.mtcnn_cascade import CascadeSettings, MtcnnCascade
-        from featurizers.mtcnn_networks import make_cascade_networks
+        from featurizers.detection.mtcnn_cascade import CascadeSettings, MtcnnCascade
+        from featurizers.detection.mtcnn_networks import make_cascade_networks
 
         self.config = config
         # select_largest=False keeps MTCNN's boxes in descending probability, as the reference.

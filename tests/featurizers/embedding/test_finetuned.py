@@ -9,9 +9,9 @@ import torch
 
 from common.errors import CheckpointFormatError
 from common.schema import frame_table_schema
-from featurizers.embed import FaceEmbedder, load_network, preprocess_faces
-from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
-from featurizers.registry import canonical_featurizer, get_featurizer_spec, resolve_weights_path
+from featurizers.embedding.embed import FaceEmbedder, load_network, preprocess_faces
+from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
+from featurizers.embedding.registry import canonical_featurizer, get_featurizer_spec, resolve_weights_path
 from pipelines.extraction.settings import ExtractionConfig
 
 CLASSES = ("Happy", "Neutral", "Surprise")
@@ -51,7 +51,7 @@ def test_folder_holds_no_pickle_and_records_the_weights_hash(folder):
 
 def test_provenance_names_the_folder_and_its_weights(folder):
     path, _ = folder
-    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embedding.checkpoints import checkpoint_sha256
 
     config = ExtractionConfig(dataset="afew", featurizer=str(path))
     sha = checkpoint_sha256(resolve_weights_path(config.spec))

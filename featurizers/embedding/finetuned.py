@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import CheckpointFormatError, WeightsNotFoundError
-from featurizers.featurizer_spec import (
+from featurizers.embedding.featurizer_spec import (
     FINETUNED_CONFIG_FILE,
     FINETUNED_WEIGHTS_FILE,
     RESIZE_INTERPOLATION,
@@ -177,7 +177,7 @@ def load_finetuned_model(folder: str | os.PathLike[str]) -> Any:
 
 
 def _sha256(path: Path) -> str:
-    from featurizers.checkpoints import checkpoint_sha256  # torch and timm: not for reading a folder's spec
+    from featurizers.embedding.checkpoints import checkpoint_sha256  # torch and timm: not for reading a folder's spec
 
     return checkpoint_sha256(path)
 

@@ -11,11 +11,11 @@ import torch
 from detections import assert_same_faces
 from videos import SAMPLES
 
-from featurizers import mtcnn_networks
-from featurizers.decode import FrameSampling, iter_frame_chunks
-from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks
+from featurizers.detection import mtcnn_networks
+from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 
 def _first_frames(clip: str, n: int) -> np.ndarray:
@@ -116,7 +116,7 @@ def test_detection_keeps_the_callers_torch_thread_count():
     process, since that happens only once."""
     script = (
         "import numpy as np, torch; torch.set_num_threads(1)\n"
-        "from featurizers.detect import AFEW_DETECTOR, FaceDetector\n"
+        "from featurizers.detection.detect import AFEW_DETECTOR, FaceDetector\n"
         "frames = np.random.default_rng(0).integers(0, 256, (2, 96, 128, 3), dtype=np.uint8)\n"
         "for backend in ('torch', 'openvino'):\n"
         "    FaceDetector(AFEW_DETECTOR, backend=backend).detect(frames)\n"

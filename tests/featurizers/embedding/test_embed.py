@@ -6,9 +6,14 @@ import pytest
 import torch
 
 from common.errors import CheckpointFormatError, WeightsNotFoundError
-from featurizers.checkpoints import load_hsemotion_model
-from featurizers.embed import FaceEmbedder, load_network, preprocess_face, preprocess_faces, select_device
-from featurizers.registry import FEATURIZERS, HSEMOTION_PUBLISHED_AT, get_featurizer_spec, resolve_weights_path
+from featurizers.embedding.checkpoints import load_hsemotion_model
+from featurizers.embedding.embed import FaceEmbedder, load_network, preprocess_face, preprocess_faces, select_device
+from featurizers.embedding.registry import (
+    FEATURIZERS,
+    HSEMOTION_PUBLISHED_AT,
+    get_featurizer_spec,
+    resolve_weights_path,
+)
 
 
 def test_registry_describes_b0_and_b2():
@@ -84,7 +89,7 @@ def test_device_selection():
             select_device("cuda")
 
 
-TINY_B0 = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "tiny_b0_avg_8.pt"
+TINY_B0 = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoints" / "tiny_b0_avg_8.pt"
 
 
 def test_emotion_probabilities_come_from_the_checkpoints_own_head(astronaut):
@@ -107,7 +112,7 @@ def test_a_checkpoint_of_the_wrong_width_is_refused_by_name():
 @pytest.mark.parametrize("runtime", ["OnnxNetwork", "OpenVinoNetwork"])
 @pytest.mark.parametrize("fixture", ["tiny_b0_avg_8.pt", "tiny_b2_max_7.pt"])
 def test_cpu_runtimes_give_the_torch_outputs_for_tf_same_padding_and_max_pooling(fixture, runtime):
-    from featurizers import backends
+    from featurizers.runtimes import backends
 
     model = load_hsemotion_model(TINY_B0.parent / fixture)
     batch = np.random.default_rng(0).normal(size=(3, 3, 96, 96)).astype(np.float32)
@@ -134,8 +139,8 @@ def test_cpu_runtimes_match_torch_on_real_faces_of_any_batch_size(lite0_spec, as
 def test_auto_takes_onnx_runtime_when_openvino_cannot_be_imported(lite0_spec, monkeypatch):
     import sys
 
-    from featurizers import backends
-    from featurizers.backend_choice import resolve_backend
+    from featurizers.runtimes import backends
+    from featurizers.runtimes.backend_choice import resolve_backend
 
     assert resolve_backend("auto", "cpu") == "openvino" and resolve_backend("auto", "cuda") == "torch"
     monkeypatch.setitem(sys.modules, "openvino", None)  # what a missing package looks like to import
@@ -145,7 +150,7 @@ def test_auto_takes_onnx_runtime_when_openvino_cannot_be_imported(lite0_spec, mo
 
 
 def test_an_unknown_backend_is_refused_by_name(lite0_spec):
-    from featurizers.backends import make_network
+    from featurizers.runtimes.backends import make_network
 
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         make_network(load_network(lite0_spec), torch.device("cpu"), 224, "tensorrt")  # type: ignore[arg-type]
