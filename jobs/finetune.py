@@ -26,12 +26,12 @@ from typing import Sequence
 from typing import TYPE_CHECKING
 
 from featurizers.errors import EmotiwError
-from featurizers.finetune_settings import FinetuneSettings
+from featurizers.finetuning.settings import FinetuneSettings
 from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, get_featurizer_spec, resolve_weights_path
 from jobs.job_setup import check_output_folder, configure_logging, parse_job_args
 
 if TYPE_CHECKING:  # torch, timm and matplotlib load once a run starts, not for --help
-    from featurizers.finetune import FinetuneResult
+    from featurizers.finetuning.training import FinetuneResult
     from featurizers.finetuned import FinetunedDescription
 
 log = logging.getLogger("jobs.finetune")
@@ -106,8 +106,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from featurizers.checkpoints import checkpoint_sha256
     from featurizers.embed import load_network, select_device
-    from featurizers.face_images import class_weights, list_image_folder, split_by_group
-    from featurizers.finetune import attach_new_head, finetune
+    from featurizers.finetuning.image_folders import class_weights, list_image_folder, split_by_group
+    from featurizers.finetuning.training import attach_new_head, finetune
     from featurizers.finetuned import FinetunedDescription
 
     try:

@@ -1,4 +1,4 @@
-"""The fine-tuning recipe, apart from the training loop (featurizers/finetune.py) so that
+"""The fine-tuning recipe, apart from the training loop (featurizers/finetuning/training.py) so that
 ``jobs.finetune --help`` shows its defaults without importing torch."""
 
 from __future__ import annotations

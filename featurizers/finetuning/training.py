@@ -23,10 +23,10 @@ from PIL import Image
 from torch import nn
 
 from featurizers.embed import preprocess_faces
-from featurizers.face_images import LabelledImage, load_rgb
+from featurizers.finetuning.image_folders import LabelledImage, load_rgb
+from featurizers.finetuning.sam import SharpnessAware, frozen_batch_norm_statistics
+from featurizers.finetuning.settings import FinetuneSettings
 from featurizers.registry import FeaturizerSpec
-from featurizers.finetune_settings import FinetuneSettings
-from featurizers.sam import SharpnessAware, frozen_batch_norm_statistics
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 30.0

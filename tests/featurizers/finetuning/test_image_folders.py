@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from featurizers.errors import DatasetLayoutError
-from featurizers.face_images import (LabelledImage, check_image, class_weights, clip_of_file_name,
-                                     list_image_folder, load_rgb, split_by_group)
+from featurizers.finetuning.image_folders import (LabelledImage, check_image, class_weights, clip_of_file_name,
+                                                  list_image_folder, load_rgb, split_by_group)
 
 
 def _png(path, mode="RGB", size=(8, 6)):

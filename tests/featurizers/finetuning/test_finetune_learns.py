@@ -16,8 +16,8 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.preprocessing import normalize
 
 from featurizers.embed import load_network, preprocess_faces
-from featurizers.face_images import class_weights, list_image_folder, load_rgb, split_by_group
-from featurizers.finetune import FinetuneSettings, attach_new_head, finetune
+from featurizers.finetuning.image_folders import class_weights, list_image_folder, load_rgb, split_by_group
+from featurizers.finetuning.training import FinetuneSettings, attach_new_head, finetune
 from videos import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurizers.sam import SharpnessAware, frozen_batch_norm_statistics
+from featurizers.finetuning.sam import SharpnessAware, frozen_batch_norm_statistics
 
 
 def test_climb_moves_rho_along_the_normalised_gradient_and_step_comes_back_before_stepping():
