@@ -17,7 +17,9 @@ the full phase. Reported per variant:
   L2-normalised features (the pipeline's descriptors are built from these features), fitted on
   the training faces; the base's figures come first, as ``base``;
 - ``switch``: validation and test accuracy and training loss at the last head epoch and the
-  first full epoch;
+  first full epoch; ``switch_shock``: loss and accuracy on the training faces of the model that
+  ends the head phase, with batch norm as the head phase used it and as the first full-phase
+  step uses it (shuffled batches of the training batch size);
 - seconds and images per second per epoch of each phase.
 
 This replaces the learning check that ran for minutes in the test suite
@@ -53,14 +55,17 @@ from jobs.job_setup import configure_logging  # noqa: E402
 from synthetic_faces import CLASSES, face_folder, make_identities  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # The recipe before issue 18: no augmentation, per-batch statistics, no warm-up.
-    "baseline": dict(augment=False, full_batch_norm="train", warmup_epochs=0.0),
-    "augment": dict(augment=True, full_batch_norm="train", warmup_epochs=0.0),
-    "frozen_bn": dict(augment=False, full_batch_norm="frozen", warmup_epochs=0.0),
-    "warmup": dict(augment=False, full_batch_norm="train", warmup_epochs=1.0),
-    "switch": dict(augment=False, full_batch_norm="frozen", warmup_epochs=1.0),
-    "augment_switch": dict(augment=True, full_batch_norm="frozen", warmup_epochs=1.0),
-    "augment_switch_mixup": dict(augment=True, full_batch_norm="frozen", warmup_epochs=1.0, mixup=0.2),
+    # The recipe before issue 18: no augmentation, batch norm as in the paper, no warm-up.
+    "baseline": dict(augment=False, batch_norm="paper", warmup_epochs=0.0),
+    "augment": dict(augment=True, batch_norm="paper", warmup_epochs=0.0),
+    "warmup": dict(augment=False, batch_norm="paper", warmup_epochs=1.0),
+    "frozen_bn": dict(augment=False, batch_norm="frozen", warmup_epochs=1.0),
+    "batch_bn": dict(augment=False, batch_norm="batch", warmup_epochs=0.0),
+    "batch_bn_warmup": dict(augment=False, batch_norm="batch", warmup_epochs=1.0),
+    # Today's defaults: augmentation and per-batch statistics in both phases.
+    "augment_batch_bn": dict(augment=True, batch_norm="batch", warmup_epochs=0.0),
+    "augment_batch_bn_warmup": dict(augment=True, batch_norm="batch", warmup_epochs=1.0),
+    "augment_batch_bn_mixup": dict(augment=True, batch_norm="batch", warmup_epochs=0.0, mixup=0.2),
 }
 
 
@@ -89,6 +94,30 @@ def _probe_accuracies(features_train: np.ndarray, y_train: np.ndarray, features_
     return {"test_accuracy_centroid": round(float(centroid), 4), "test_accuracy_svc": round(float(svc), 4)}
 
 
+def _switch_shock(model: Any, x: torch.Tensor, y: np.ndarray, settings: FinetuneSettings) -> dict[str, float]:
+    """Loss and accuracy on the training faces of the model that ends the head phase, as the head
+    phase evaluates it (batch norm's running statistics) and as the first full-phase step sees it
+    (each batch normalised by its own statistics, or still the running ones when frozen)."""
+    from featurizers.finetuning.sam import frozen_batch_norm_statistics
+
+    order = torch.as_tensor(np.random.default_rng(0).permutation(len(x)))  # mixed batches, as in training
+    x, labels = x[order], torch.as_tensor(y)[order]
+    figures = {}
+    for name, per_batch in (("running_statistics", False), ("full_phase", settings.batch_norm != "frozen")):
+        model.train(per_batch)
+        losses, correct = [], 0
+        with torch.no_grad(), frozen_batch_norm_statistics(model):
+            for start in range(0, len(x), settings.batch_size):
+                logits = model(x[start : start + settings.batch_size])
+                target = labels[start : start + settings.batch_size]
+                losses.append(float(torch.nn.functional.cross_entropy(logits, target, reduction="sum")))
+                correct += int((logits.argmax(1) == target).sum())
+        figures[f"loss_{name}"] = round(sum(losses) / len(x), 4)
+        figures[f"accuracy_{name}"] = round(correct / len(x), 4)
+    model.eval()
+    return figures
+
+
 def run_variant(name: str, overrides: dict[str, Any], spec: Any, data: dict[str, Any], args: argparse.Namespace,
                 x_train: torch.Tensor, x_test: torch.Tensor) -> dict[str, Any]:
     settings = FinetuneSettings(head_epochs=args.head_epochs, full_epochs=args.full_epochs, head_lr=args.head_lr,
@@ -96,9 +125,13 @@ def run_variant(name: str, overrides: dict[str, Any], spec: Any, data: dict[str,
     model = attach_new_head(load_network(spec), len(CLASSES), settings.seed)
     test_curve: list[float] = []
 
+    shock: dict[str, float] = {}
+
     def on_epoch(record: EpochRecord) -> None:
         _, logits = _scores(model, x_test)
         test_curve.append(round(float((logits.argmax(1) == data["y_test"]).mean()), 4))
+        if record.epoch == settings.head_epochs and settings.full_epochs:
+            shock.update(_switch_shock(model, x_train, data["y_train"], settings))
 
     started = time.perf_counter()
     result = finetune(model, spec, data["fit"], data["val"], data["weights"], settings, torch.device("cpu"),
@@ -116,6 +149,7 @@ def run_variant(name: str, overrides: dict[str, Any], spec: Any, data: dict[str,
         "curve": {"val_accuracy": [round(r.val_accuracy, 4) for r in history], "test_accuracy": test_curve,
                   "train_loss": [round(r.train_loss, 4) for r in history],
                   "train_accuracy": [round(r.train_accuracy, 4) for r in history]},
+        "switch_shock": shock,
         "switch": None if not 0 <= last_head < len(history) - 1 else {
             "val_accuracy": [round(history[last_head].val_accuracy, 4), round(history[last_head + 1].val_accuracy, 4)],
             "test_accuracy": test_curve[last_head : last_head + 2],
@@ -175,8 +209,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'base':22s} centroid {results['base']['test_accuracy_centroid']:.3f}  "
           f"svc {results['base']['test_accuracy_svc']:.3f}  (faces ready in {time.perf_counter() - started:.0f} s)",
           flush=True)
-    for name in names:
-        results[name] = run_variant(name, VARIANTS[name], spec, data, args, x_train, x_test)
     summary = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/benchmark_finetune_recipe.py " + " ".join(argv or sys.argv[1:]),
         "task": {"classes": list(CLASSES), "face_size": "128x144", "input_size": args.input_size,
@@ -186,11 +218,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "full_lr": args.full_lr, "batch_size": args.batch_size, "seed": args.seed},
         "results": results,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 2)},
+                    "platform": platform.platform()},
     }
-    if args.save:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.write_text(json.dumps(summary, indent=2) + "\n")
+    for name in names:
+        results[name] = run_variant(name, VARIANTS[name], spec, data, args, x_train, x_test)
+        results[name]["load_average_1min"] = round(os.getloadavg()[0], 2)
+        if args.save:  # after every variant, so that a stopped run keeps what it measured
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            args.save.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -71,11 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mixup of faces and labels, Beta(ALPHA, ALPHA) weights, e.g. 0.2 (default 0: off)")
     parser.add_argument("--cutmix", type=float, default=defaults.cutmix, metavar="ALPHA",
                         help="cutmix (a box of another face pasted in), e.g. 1.0 (default 0: off)")
-    parser.add_argument("--full-batch-norm", choices=BATCH_NORM_MODES, default=defaults.full_batch_norm,
-                        help="full phase: keep the base's batch-norm statistics (frozen) or learn them per batch "
-                             f"(train); default {defaults.full_batch_norm}")
+    parser.add_argument("--batch-norm", choices=BATCH_NORM_MODES, default=defaults.batch_norm,
+                        help="batch-norm statistics: each batch's own in both phases, running ones measured on the "
+                             "faces first (batch); the base's in the head phase, each batch's in the full phase "
+                             f"(paper); the base's throughout (frozen). Default {defaults.batch_norm}")
     parser.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs,
-                        help=f"full phase: learning rate rises linearly over these epochs (default {defaults.warmup_epochs:g})")
+                        help="full phase: the learning rate rises linearly from 0 over these epochs "
+                             f"(default {defaults.warmup_epochs:g}: off)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -90,7 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> FinetuneSettings:
     return FinetuneSettings(
         head_epochs=args.head_epochs, head_lr=args.head_lr, full_epochs=args.full_epochs, full_lr=args.full_lr,
         batch_size=args.batch_size, rho=args.rho, label_smoothing=args.label_smoothing, augment=args.augment,
-        mixup=args.mixup, cutmix=args.cutmix, full_batch_norm=args.full_batch_norm,
+        mixup=args.mixup, cutmix=args.cutmix, batch_norm=args.batch_norm,
         warmup_epochs=args.warmup_epochs, seed=args.seed)
 
 

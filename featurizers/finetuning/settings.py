@@ -10,8 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-BatchNormMode = Literal["frozen", "train"]
-BATCH_NORM_MODES: tuple[BatchNormMode, ...] = ("frozen", "train")
+BatchNormMode = Literal["batch", "paper", "frozen"]
+BATCH_NORM_MODES: tuple[BatchNormMode, ...] = ("batch", "paper", "frozen")
+"""``--batch-norm``, the statistics batch norm normalises with in each phase.
+
+``batch``: each batch's own statistics in both phases, so the features the head learns on in
+the head phase are those the full phase goes on training; the running statistics (used for
+validation and at inference) are first measured on the training faces (one pass without
+gradients, as AdaBN does), stay fixed in the head phase and follow the batches in the full
+phase. ``paper``: the base's running statistics (ImageNet's, say) in the head phase, each
+batch's own in the full phase, as in the paper and the author's notebook; the features change
+at the switch, and the first full epoch undoes part of the head phase. ``frozen``: the base's
+running statistics throughout, never updated (only batch norm's scales and offsets learn);
+measured to diverge on the synthetic task (benchmarks/benchmark_finetune_recipe.py).
+"""
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 """``--precision``: auto is float16 mixed precision on a GPU, float32 on the CPU."""
 
@@ -48,7 +60,7 @@ class FaceAugmentation:
 @dataclass(frozen=True)
 class FinetuneSettings:
     """The training recipe. Epochs, learning rates and rho are the author's (AffectNet notebook);
-    batch size, augmentation, the frozen batch norm and the warm-up of the full phase are ours,
+    batch size, augmentation, batch norm's statistics and the warm-up of the full phase are ours,
     chosen from the measurements in ``benchmarks/benchmark_finetune_recipe.py``."""
 
     head_epochs: int = 3
@@ -65,11 +77,11 @@ class FinetuneSettings:
     cutmix: float = 0.0
     """Beta(alpha, alpha) of cutmix (paste a box of another face); 0 = off. With both on, each
     batch takes one of the two at random."""
-    full_batch_norm: BatchNormMode = "frozen"
-    """``frozen``: the full phase normalises with the base's running statistics and leaves them
-    alone (only the scales and offsets learn); ``train``: per-batch statistics, as in the paper."""
-    warmup_epochs: float = 1.0
-    """The full phase's learning rate rises linearly from 0 over this many epochs."""
+    batch_norm: BatchNormMode = "batch"
+    """Which statistics batch norm uses in each phase: see :data:`BATCH_NORM_MODES`."""
+    warmup_epochs: float = 0.0
+    """The full phase's learning rate rises linearly from 0 over this many epochs (off: measured to
+    bring nothing once batch norm no longer changes at the switch)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,8 +97,8 @@ class FinetuneSettings:
         for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):
             if not 0 <= value <= 10:
                 raise ValueError(f"{flag} (a Beta distribution's alpha) must be in [0, 10], 0 for off; got {value}")
-        if self.full_batch_norm not in BATCH_NORM_MODES:
-            raise ValueError(f"--full-batch-norm must be one of {BATCH_NORM_MODES}, got {self.full_batch_norm!r}")
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(f"--batch-norm must be one of {BATCH_NORM_MODES}, got {self.batch_norm!r}")
         if self.warmup_epochs < 0 or (self.full_epochs and self.warmup_epochs > self.full_epochs):
             raise ValueError(f"--warmup-epochs must be between 0 and --full-epochs ({self.full_epochs}), "
                              f"got {self.warmup_epochs}")
@@ -105,7 +117,7 @@ class FinetuneSettings:
 SETTING_FLAGS = {
     "head_epochs": "--head-epochs", "head_lr": "--head-lr", "full_epochs": "--full-epochs", "full_lr": "--full-lr",
     "batch_size": "--batch-size", "rho": "--rho", "label_smoothing": "--label-smoothing", "augment": "--augment",
-    "augmentation": "--augment", "mixup": "--mixup", "cutmix": "--cutmix", "full_batch_norm": "--full-batch-norm",
+    "augmentation": "--augment", "mixup": "--mixup", "cutmix": "--cutmix", "batch_norm": "--batch-norm",
     "warmup_epochs": "--warmup-epochs", "seed": "--seed",
 }
 """The flag that sets each field, to name it in messages (e.g. a resumed run's changed flags)."""

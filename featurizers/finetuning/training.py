@@ -10,9 +10,11 @@ validation faces are not varied. After every epoch the validation images are sco
 weights of the best validation accuracy are kept, and the whole state can be saved
 (``training_state``) so that a killed run continues where it stopped.
 
-Two things keep the switch from the head phase to the full phase from undoing the head's
-progress: batch norm keeps the base's statistics in the full phase (``full_batch_norm``), and
-the full phase's learning rate rises from 0 over its first epoch (``warmup_epochs``).
+The switch from the head phase to the full phase keeps the head's progress: by default batch
+norm normalises each batch by its own statistics in both phases (``batch_norm="batch"``), so
+the features the head learnt on do not change when the whole network starts learning (in the
+paper's recipe they did: the base's running statistics in the head phase, the batch's in the
+full phase). A learning-rate warm-up for the full phase is available (``warmup_epochs``).
 
 On a GPU the forward passes run in float16 under ``torch.autocast`` with a gradient scaler
 (``Precision``); on the CPU in float32.
@@ -160,13 +162,15 @@ class FaceBatches:
         self.threads = threads or max(1, min(8, os.cpu_count() or 1))
         self.ahead = max(1, ahead)
 
-    def __call__(self, images: list[LabelledImage], rng: np.random.Generator | None) -> Iterator[Batch]:
-        """Training batches (shuffled, varied) with ``rng``; validation batches (in order, unchanged) without."""
+    def __call__(self, images: list[LabelledImage], rng: np.random.Generator | None,
+                 vary: bool = True) -> Iterator[Batch]:
+        """Training batches (shuffled, varied) with ``rng``; validation batches (in order, unchanged) without;
+        shuffled but unchanged ones with ``rng`` and ``vary=False``."""
         order = rng.permutation(len(images)) if rng is not None else np.arange(len(images))
         size = self.settings.batch_size
         jobs = []
         for start in range(0, len(order), size):
-            seed = int(rng.integers(1 << 62)) if rng is not None else None
+            seed = int(rng.integers(1 << 62)) if rng is not None and vary else None
             jobs.append(([images[i] for i in order[start : start + size]], seed))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="faces") as pool:
             pending: deque[Future[Batch | None]] = deque()
@@ -242,6 +246,29 @@ def keep_batch_norm_statistics(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def measure_batch_norm_statistics(model: nn.Module, batches: Iterator[Batch], device: torch.device,
+                                  precision: Precision) -> int:
+    """Replace every batch-norm layer's running statistics by those of the batches (a plain average
+    over them, without gradients); returns the number of images seen. The weights stay as they are."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average, the same weight for every batch
+    model.train()
+    seen = 0
+    try:
+        with torch.no_grad(), precision.autocast(device):
+            for batch in batches:
+                model(batch.images.to(device, non_blocking=True))
+                seen += len(batch.labels)
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.eval()
+    return seen
 
 
 def evaluate(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, device: torch.device,
@@ -341,15 +368,23 @@ def finetune(
         if optimiser is None or phase != optimiser_phase:
             optimiser, optimiser_phase = _phase_optimiser(model, head, phase, settings), phase
             phase_started, phase_first = time.perf_counter(), epoch
-        # The head phase keeps the network as it is (eval mode: batch-norm statistics untouched);
-        # only the head learns, so the network runs once per batch without gradients.
-        model.train(whole)
-        frozen_statistics = whole and settings.full_batch_norm == "frozen"
-        if frozen_statistics:
+        if epoch == 1 and settings.batch_norm == "batch":
+            # Shuffled batches of the training size, as the full phase will normalise them (a listing
+            # is sorted by class: its batches would hold one class each); a generator of its own.
+            order = np.random.default_rng([settings.seed, 1])
+            measure_batch_norm_statistics(model, batches(train, order, vary=False), device, precision)
+        # In the head phase only the head learns: the network runs once per batch without
+        # gradients, normalising with batch norm's running statistics (eval mode) or, with
+        # batch_norm="batch", each batch by its own statistics as the full phase will.
+        per_batch_statistics = settings.batch_norm == "batch" or (whole and settings.batch_norm != "frozen")
+        model.train(whole or per_batch_statistics)
+        if whole and not per_batch_statistics:
             keep_batch_norm_statistics(model)
+        keep_running_statistics = per_batch_statistics and not whole  # the head phase only reads them
         started = time.perf_counter()
         last_report = started
-        total_loss, correct, count = 0.0, 0, 0
+        # Sums kept on the device: reading them back every step would make a GPU wait for each one.
+        total_loss, correct, count = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.int64), 0
         lr = optimiser.param_groups[0]["lr"]
         for index, batch in enumerate(batches(train, rng)):
             if whole:
@@ -360,12 +395,12 @@ def finetune(
             mix = batch.mix
             y_other = y[torch.as_tensor(mix.partner, device=device)] if mix is not None else y
             if not whole:
-                with torch.no_grad(), precision.autocast(device):
+                with torch.no_grad(), frozen_batch_norm_statistics(model) if keep_running_statistics \
+                        else nullcontext(), precision.autocast(device):
                     pooled = _pooled(model, x)
 
             def loss_at(perturbed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-                keep = frozen_batch_norm_statistics(model) if perturbed and whole and not frozen_statistics \
-                    else nullcontext()
+                keep = frozen_batch_norm_statistics(model) if perturbed and per_batch_statistics else nullcontext()
                 with keep, precision.autocast(device):
                     logits = model(x) if whole else head(pooled)
                     loss = loss_fn(logits, y)
@@ -375,16 +410,18 @@ def finetune(
 
             loss, logits = sam_update(optimiser, scaler, loss_at)
             shown = y if mix is None or mix.weight >= 0.5 else y_other
-            total_loss += float(loss) * len(y)
-            correct += int((logits.argmax(1) == shown).sum())
+            total_loss += loss.float() * len(y)
+            correct += (logits.argmax(1) == shown).sum()
             count += len(y)
             if time.perf_counter() - last_report > PROGRESS_EVERY_S:
                 last_report = time.perf_counter()
                 log.info("%s epoch %d: %d of %d images, %.1f images/s", phase, phase_epoch, count, len(train),
                          count / (last_report - started))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
         val_loss, val_accuracy = evaluate(model, batches(val, None), loss_fn, device, precision)
-        record = EpochRecord(phase, epoch, total_loss / max(count, 1), correct / max(count, 1),
+        record = EpochRecord(phase, epoch, float(total_loss) / max(count, 1), int(correct) / max(count, 1),
                              val_loss, val_accuracy, count, train_seconds, lr)
         history.append(record)
         if val_accuracy > best_accuracy:

@@ -131,7 +131,7 @@ def test_a_run_killed_after_an_epoch_and_resumed_ends_with_the_uninterrupted_wei
 @pytest.mark.parametrize("flag, value", [("--mixup", "-1"), ("--cutmix", "nan"), ("--warmup-epochs", "-0.5"),
                                          ("--full-lr", "0"), ("--batch-size", "0"), ("--rho", "-1"),
                                          ("--device", "gpu"), ("--precision", "half"),
-                                         ("--full-batch-norm", "moving")])
+                                         ("--batch-norm", "moving")])
 def test_a_bad_flag_value_is_a_usage_error_naming_the_flag(folders, tmp_path, flag, value, capsys):
     root, base = folders
     try:

@@ -66,3 +66,83 @@ def test_kept_batch_norm_statistics_do_not_move_and_the_scales_still_learn():
     assert net[0].training and not net[1].training
     assert torch.equal(net[1].running_mean, before)
     assert net[1].weight.grad is not None and net[1].weight.grad.abs().sum() > 0
+
+
+def _folder(root, n=10):
+    import numpy as np
+    from PIL import Image
+
+    from featurizers.finetuning.image_folders import LabelledImage
+
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(n):
+        path = root / f"{k}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 18, 3), dtype=np.uint8)).save(path)
+        images.append(LabelledImage(str(path), k % 2, str(k)))
+    (root / "3.png").write_bytes(b"")  # fails when loaded: skipped and recorded
+    return images
+
+
+def test_batches_are_the_same_whatever_the_threads_and_leave_the_generator_in_the_same_state(tmp_path, lite0_spec):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from featurizers.finetuning.settings import FinetuneSettings
+    from featurizers.finetuning.training import FaceBatches
+
+    images, spec = _folder(tmp_path), replace(lite0_spec, input_size=16)
+    settings = FinetuneSettings(batch_size=3, mixup=0.4)
+    runs = []
+    for threads in (1, 4):
+        unreadable, rng = {}, np.random.default_rng(5)
+        batches = list(FaceBatches(spec, settings, unreadable, threads=threads, ahead=3)(images, rng))
+        runs.append((batches, rng.random(), unreadable))
+    (one, after_one, skipped_one), (four, after_four, skipped_four) = runs
+    assert after_one == after_four and list(skipped_one) == list(skipped_four) == [images[3].path]
+    assert sum(len(b.labels) for b in one) == 9
+    for a, b in zip(one, four, strict=True):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert any(b.mix is not None for b in one)
+
+
+def test_validation_and_measurement_batches_are_not_varied(tmp_path, lite0_spec):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from featurizers.embed import preprocess_faces
+    from featurizers.finetuning.image_folders import load_rgb
+    from featurizers.finetuning.settings import FinetuneSettings
+    from featurizers.finetuning.training import FaceBatches
+
+    images, spec = _folder(tmp_path, 4), replace(lite0_spec, input_size=16)
+    images = [i for i in images if not i.path.endswith("3.png")]
+    batches = FaceBatches(spec, FinetuneSettings(batch_size=2, mixup=1.0), {})
+    plain = torch.from_numpy(preprocess_faces([load_rgb(i.path) for i in images], spec))
+    in_order = torch.cat([b.images for b in batches(images, None)])
+    assert torch.equal(in_order, plain)
+    shuffled = list(batches(images, np.random.default_rng(0), vary=False))
+    assert all(b.mix is None for b in shuffled)
+    assert sorted(map(tuple, torch.cat([b.images for b in shuffled]).flatten(1).tolist())) == \
+        sorted(map(tuple, plain.flatten(1).tolist()))
+
+
+def test_measured_statistics_are_the_average_of_the_batches_and_nothing_else_moves():
+    from featurizers.finetuning.training import Batch, choose_precision, measure_batch_norm_statistics
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(2))
+        net[0].bias.zero_()
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "tracked" not in k}
+    batches = [Batch(torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.zeros(2)),
+               Batch(torch.tensor([[4.0, 5.0], [6.0, 7.0]]), torch.zeros(2))]
+    seen = measure_batch_norm_statistics(net, iter(batches), torch.device("cpu"), choose_precision("float32",
+                                                                                                 torch.device("cpu")))
+    assert seen == 4 and not net.training and net[1].momentum == 0.1
+    assert net[1].running_mean.tolist() == pytest.approx([3.0, 4.0])  # mean of the batch means (1, 2) and (5, 6)
+    assert net[1].running_var.tolist() == pytest.approx([2.0, 2.0])  # each batch's unbiased variance: 2
+    for name, tensor in weights.items():
+        assert torch.equal(net.state_dict()[name], tensor), name
