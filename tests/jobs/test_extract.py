@@ -239,7 +239,7 @@ def test_hsemotion_checkpoint_end_to_end_gives_emotion_traces(tmp_path, monkeypa
     """The HSEmotion path on a tiny timm-0.9 checkpoint: weights by --weights, emotion probabilities per face."""
     from dataclasses import replace
 
-    from featurizers import registry
+    from featurizers.embedding import registry
     from featurizers.embedding.checkpoints import checkpoint_sha256
 
     tiny = replace(registry.FEATURIZERS["enet_b0_8_best_afew"], name="tiny_b0_avg_8", feature_dim=52)

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from common.errors import DatasetLayoutError
-from featurizers.face_images import (
+from featurizers.finetuning.image_folders import (
     LabelledImage,
     check_image,
     class_weights,

@@ -30,12 +30,19 @@ class SharpnessAware(torch.optim.Optimizer):
         self.inner = inner(self.param_groups, **inner_options)
 
     @torch.no_grad()
-    def climb(self) -> None:
-        """Move every parameter to w + rho * g / ||g|| (g over all parameters together), remembering the offset."""
+    def climb(self) -> bool:
+        """Move every parameter to w + rho * g / ||g|| (g over all parameters together), remembering the offset.
+
+        The direction does not depend on a loss scale (mixed precision), so the gradients may
+        still be scaled. Gradients that overflowed (not finite) give no direction: nothing
+        moves, and False says so.
+        """
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
-            return
+            return False
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if not torch.isfinite(norm):
+            return False
         for group in self.param_groups:
             scale = group["rho"] / (norm + 1e-12)
             for p in group["params"]:
@@ -44,18 +51,37 @@ class SharpnessAware(torch.optim.Optimizer):
                 offset = p.grad * scale
                 p.add_(offset)
                 self.state[p]["offset"] = offset
+        return True
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
-        """Put the weights back to w and let the inner optimiser step with the gradient taken at w + offset."""
-        if closure is not None:
-            raise ValueError("SharpnessAware takes its two gradients from the caller; no closure")
+    def restore(self) -> None:
+        """Put the weights back to w (keeping the gradients taken at w + offset)."""
         for group in self.param_groups:
             for p in group["params"]:
                 offset = self.state[p].pop("offset", None)
                 if offset is not None:
                     p.sub_(offset)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
+        """Back to w, then the inner optimiser steps with the gradient taken at w + offset.
+
+        With a loss scaler, call :meth:`restore` and then ``scaler.step(optimiser.inner)``
+        instead: the scaler may skip the inner step, but the weights must come back either way.
+        """
+        if closure is not None:
+            raise ValueError("SharpnessAware takes its two gradients from the caller; no closure")
+        self.restore()
         self.inner.step()
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """The inner optimiser's state (Adam's moments); between updates SAM itself holds none."""
+        return {"inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        self.inner.load_state_dict(state_dict["inner"])
+        # Loading gives the inner optimiser new group dicts; share them again, so that a learning
+        # rate set through this optimiser still reaches the inner one.
+        self.param_groups = self.inner.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
