@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +47,9 @@ def prepare(args: argparse.Namespace) -> ScoringSetup:
     """Load the model and rebuild its extraction settings; raises on usage errors."""
     check_output_folder(args.output)
     for flag, value in (("--max-attempts", args.max_attempts), ("--flush-clips", args.flush_clips),
-                        ("--flush-seconds", args.flush_seconds)):
-        if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+                        ("--flush-seconds", args.flush_seconds), ("--lock-stale-minutes", args.lock_stale_minutes)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{flag} must be a positive number, got {value}")
     model = load_model(args.model)
     config = extraction_config_for_model(model.provenance, weights=args.weights, device=args.device,
                                          face_batch_size=args.batch_size, backend=args.backend,
@@ -74,8 +76,12 @@ def list_archive(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Namespace, run_id: str,
-                  beam_args: list[str]) -> tuple[RunCounts, pd.DataFrame]:
-    """Plan from the small index, describe and score what needs it, fold the rows into the state."""
+                  beam_args: list[str], before_commit: Callable[[], None] = lambda: None,
+                  ) -> tuple[RunCounts, pd.DataFrame]:
+    """Plan from the small index, describe and score what needs it, fold the rows into the state.
+
+    ``before_commit`` raises to stop the run before it writes the shared state (the run lock's check).
+    """
     store = ScoreStore(args.output)
     if storage.exists(storage.join(args.output, "scores.parquet")):
         log.warning("%s is the single table of an older version; it is not read (every video is scored "
@@ -114,6 +120,7 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: argparse.Nam
     manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
                 "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": asdict(counts),
                 "listed": len(listing)}
+    before_commit()
     started = time.perf_counter()
     store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
     log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
