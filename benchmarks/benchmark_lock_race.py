@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import stores  # noqa: E402
-from lock_race import race  # noqa: E402
+import stores
+from lock_race import race
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,6 +57,10 @@ def pid_space() -> str:
         return socket.gethostname()
 
 
+def _heartbeat_every(stale_s: float) -> float:
+    return min(HEARTBEAT_EVERY_S, stale_s / 4)
+
+
 def _now_text(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
@@ -76,6 +80,9 @@ def stale_reason(owner: dict[str, Any], *, now: float, stale_s: float, space: st
     pid = owner.get("pid")
     if owner.get("pid_space") == space and isinstance(pid, int) and not _process_alive(pid):
         return f"its process {pid} on {owner.get('host')} is gone"
+    every = owner.get("heartbeat_every_s")
+    if isinstance(every, (int, float)):  # never judged between two beats of a holder that beats less often
+        stale_s = max(stale_s, 3 * every)
     if now - beat > stale_s:
         return f"its last heartbeat was {(now - beat) / 60:.1f} min ago (stale after {stale_s / 60:g} min)"
     return None
@@ -124,7 +131,7 @@ class RunLock:
 
     @property
     def heartbeat_every_s(self) -> float:
-        return min(HEARTBEAT_EVERY_S, self.stale_s / 4)
+        return _heartbeat_every(self.stale_s)
 
     def refresh(self) -> None:
         """Write a new heartbeat, on condition that the lock is still the one this run wrote.
@@ -210,7 +217,7 @@ def acquire(output: str, run_id: str, stale_s: float = DEFAULT_STALE_MINUTES * 6
     now = time.time()
     record = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "pid_space": pid_space(),
               "started": _now_text(now), "started_unix": now, "heartbeat": _now_text(now),
-              "heartbeat_unix": now, "beat": 0}
+              "heartbeat_unix": now, "beat": 0, "heartbeat_every_s": _heartbeat_every(stale_s)}
     data = json.dumps(record, indent=2).encode()
     waited_since = None
     for _ in range(MAX_TRIES):

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from stores import GCS_CLIENT_ENV
 
 os.environ.update(GCS_CLIENT_ENV)  # before anything imports gcsfs, in this process and the ones it starts

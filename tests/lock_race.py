@@ -49,7 +49,7 @@ def _worker(index: int, output: str, rounds: int, think_s: float, env: dict[str,
             results: Any, quiet: bool) -> None:
     os.environ.update(env)  # the store's endpoint: the fork server may have started before it was set
     if quiet:
-        sys.stderr = open(os.devnull, "w")  # each round's take-over warning
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process: each round's take-over warning
     from pipelines import run_lock
 
     if think_s:

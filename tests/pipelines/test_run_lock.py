@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lock_race import race
+
 from pipelines import run_lock, storage
 from pipelines.versioned_file import VersionConflict, versioned_file
 
@@ -144,7 +144,7 @@ def test_a_run_killed_between_its_local_claim_and_rename_does_not_block_the_lock
     _write_owner(output, run_id="crashed", host=socket.gethostname(), pid=_dead_pid(),
                  pid_space=run_lock.pid_space(), heartbeat_unix=time.time())
     killed = subprocess.run([sys.executable, "-c", _DIE_BETWEEN_CLAIM_AND_RENAME, output],
-                            cwd=Path(__file__).resolve().parents[2], capture_output=True)
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, check=False)
     assert killed.returncode == -signal.SIGKILL
     pending = versioned_file(storage.join(output, run_lock.LOCK_FILE)).read()
     assert pending.pending and json.loads(pending.data)["run_id"] == "killed-midway"
@@ -166,6 +166,8 @@ def test_staleness_rules() -> None:
     assert run_lock.stale_reason(released, now=1010.0, stale_s=60, space=here) == "it was released"
     # A release still being written is final only once written: until then its writer counts as a holder.
     assert run_lock.stale_reason(released, now=1010.0, stale_s=60, space=here, pending=True) is None
+    # A holder that beats every 60 s is not judged stale between two beats by a run that says 1 min.
+    assert run_lock.stale_reason({**alive, "heartbeat_every_s": 60.0}, now=1090.0, stale_s=60, space=here) is None
     older_version = {"host": "h", "pid": 1, "started_unix": 1000.0}  # a lock without heartbeat
     assert "min ago" in run_lock.stale_reason(older_version, now=2000.0, stale_s=60, space=here)
     assert run_lock.stale_reason({}, now=0.0, stale_s=60, space=here) == "the lock file is unreadable"
