@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="pause between reading the stale lock and acting on it (widens the race window)")
+    parser.add_argument("--save", type=Path, help="add this run's figures to a JSON file (a list of runs)")
     args = parser.parse_args(argv)
     os.environ.update(stores.GCS_CLIENT_ENV)
     server = {"local": None, "s3": stores.S3Server, "gs": stores.GcsServer}[args.where]
@@ -61,6 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     for n in sorted(counts):
         print(f"  {counts[n]:4d} rounds with {n} holder{'s' if n != 1 else ''}")
     print(f"  rounds with 2 or more holders: {sum(c for n, c in counts.items() if n >= 2)}")
+    if args.save:
+        runs = json.loads(args.save.read_text()) if args.save.exists() else []
+        runs.append({"where": args.where, "processes": args.processes, "rounds": args.rounds,
+                     "think_ms": args.think_ms, "seconds": round(took, 1), "cpus": os.cpu_count(),
+                     "rounds_by_holders": {str(n): counts[n] for n in sorted(counts)}})
+        args.save.write_text(json.dumps(runs, indent=1) + "\n")
 
 
 if __name__ == "__main__":
