@@ -48,18 +48,24 @@ def lite0_embedder(lite0_spec):
     return FaceEmbedder(lite0_spec, model, torch.device("cpu"))
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """A real S3-compatible server (moto's) on 127.0.0.1; clients find it through AWS_ENDPOINT_URL."""
-    from stores import S3Server, restore_env, set_env
+def _served(server):
+    """Point the clients at ``server`` (its environment) while the fixture lives, then stop it."""
+    from stores import restore_env, set_env
 
-    server = S3Server()
     saved = set_env(server.env)
     try:
         yield server.env
     finally:
         restore_env(saved)
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's) on 127.0.0.1; clients find it through AWS_ENDPOINT_URL."""
+    from stores import S3Server
+
+    yield from _served(S3Server())
 
 
 @pytest.fixture
@@ -69,18 +75,13 @@ def bucket(s3_server) -> str:
 
     return new_s3_bucket()
 
+
 @pytest.fixture(scope="session")
 def gcs_server():
     """A real GCS emulator (fake-gcs-server) on 127.0.0.1; gcsfs finds it through STORAGE_EMULATOR_HOST."""
-    from stores import GcsServer, restore_env, set_env
+    from stores import GcsServer
 
-    server = GcsServer()
-    saved = set_env(server.env)
-    try:
-        yield server.env
-    finally:
-        restore_env(saved)
-        server.stop()
+    yield from _served(GcsServer())
 
 
 @pytest.fixture

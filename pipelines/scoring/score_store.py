@@ -48,6 +48,18 @@ RUN_PREFIX = "run="
 PLAN_COLUMNS = ("key", "size_bytes", "mtime_ns", "prior_attempts")
 
 
+def read_latest_file(url: str) -> pd.DataFrame | None:
+    """One file of a latest view, or None when there is none; an unreadable one (cut by a crash, damaged)
+    counts as none, with a warning: the run rewrites it from its own rows."""
+    if not storage.exists(url):
+        return None
+    try:
+        return read_parquet(url).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        log.warning("%s is unreadable (%s); rewritten from this run's rows", url, exc)
+        return None
+
+
 def new_run_id(now: datetime | None = None) -> str:
     """A UTC timestamp that sorts like time and is safe in paths and Hive partition values."""
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -144,12 +156,7 @@ class ScoreStore:
             gone.setdefault(bucket_of(key), []).append(key)
         for bucket in sorted(set(touched) | set(gone)):
             url = self.bucket_file(bucket)
-            existing = None
-            if storage.exists(url):
-                try:
-                    existing = read_parquet(url).to_pandas()
-                except (OSError, ValueError, pa.ArrowException) as exc:
-                    log.warning("%s is unreadable (%s); rewritten from this run's rows", url, exc)
+            existing = read_latest_file(url)
             updates = rows.iloc[touched.get(bucket, [])]
             merged = merge_bucket(existing, updates, gone.get(bucket, []))
             if len(merged):

@@ -32,7 +32,7 @@ from common import storage
 from common.parquet_io import read_parquet, write_parquet
 from pipelines.graph.face_rows import clip_shard_key
 from pipelines.scoring.archive_state import FINAL_STATUSES, bucket_of
-from pipelines.scoring.score_store import RUN_PREFIX, ScoreStore
+from pipelines.scoring.score_store import RUN_PREFIX, ScoreStore, read_latest_file
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,7 @@ def commit_timeline(store: ScoreStore, table: TimelineTable, run_id: str, settle
         if len(rows):
             write_parquet(to_table(rows), history_file(store, table, run_id, bucket))
         url = latest_file(store, table, bucket)
-        existing = None
-        if storage.exists(url):
-            try:
-                existing = read_parquet(url).to_pandas()
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                log.warning("%s is unreadable (%s); rewritten from this run's rows", url, exc)
+        existing = read_latest_file(url)
         if existing is not None and len(existing):
             existing = existing[~existing["key"].isin(touched[bucket])]
         merged = pd.concat([f for f in (existing, rows) if f is not None and len(f)], ignore_index=True) \
