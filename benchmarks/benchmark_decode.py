@@ -8,8 +8,8 @@ web video) from a scikit-image picture, under ``--workdir``; nothing large is co
 
 Three ways to decode are measured:
   decord    the project's former reader: decord 0.6.0 ``get_batch`` of 32 frames, in process
-  in-proc   featurizers.video_reader.IndexedVideo.read (PyAV), in process
-  isolated  featurizers.decode.iter_frame_chunks: the same reader in a child process (what jobs run)
+  in-proc   featurizers.decoding.video_reader.IndexedVideo.read (PyAV), in process
+  isolated  featurizers.decoding.decode.iter_frame_chunks: the same reader in a child process (what jobs run)
 
 Throughput is measured with a consumer that only touches each chunk (best of ``--repeat``);
 memory with a slow consumer that sleeps ``--pause`` seconds per chunk, as face detection
@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featurizers.decode import FrameSampling, iter_frame_chunks  # noqa: E402
-from featurizers.video_reader import IndexedVideo  # noqa: E402
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks  # noqa: E402
+from featurizers.decoding.video_reader import IndexedVideo  # noqa: E402
 
 
 def make_clip(path: Path, n_frames: int, width: int, height: int) -> Path:

@@ -36,8 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.plain_loop import plain_loop_descriptor, plain_loop_models  # noqa: E402
-from featurizers.decode import FrameSampling, iter_frame_chunks, probe_video  # noqa: E402
-from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS  # noqa: E402
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks, probe_video  # noqa: E402
+from featurizers.embedding.registry import DEFAULT_FEATURIZER, FEATURIZERS  # noqa: E402
 from pipelines.extraction.clip_describer import ClipExtractor, faces_of_chunk  # noqa: E402
 from pipelines.extraction.datasets import SAMPLE_ROOT, list_clips  # noqa: E402
 from pipelines.extraction.settings import ExtractionConfig  # noqa: E402

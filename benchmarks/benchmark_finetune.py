@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from synthetic_faces import CLASSES, afew_videos, make_identities  # noqa: E402
 
-from featurizers.registry import DEFAULT_FEATURIZER  # noqa: E402
+from featurizers.embedding.registry import DEFAULT_FEATURIZER  # noqa: E402
 from jobs import evaluate, extract, faces, finetune, train  # noqa: E402
 from jobs.job_setup import configure_logging  # noqa: E402
 

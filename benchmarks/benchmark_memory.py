@@ -62,7 +62,7 @@ class TreeRss:
 
 def describe_one(path: str, frame_step: int) -> dict:
     """Describe one clip in this process and report what it cost."""
-    from featurizers.decode import FrameSampling, probe_video
+    from featurizers.decoding.decode import FrameSampling, probe_video
     from pipelines.extraction.clip_describer import ClipExtractor
     from pipelines.extraction.clip_records import ClipRef
     from pipelines.extraction.settings import ExtractionConfig

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
     from distributed import LocalCluster
 
-    from featurizers.decode import FrameSampling
-    from featurizers.registry import DEFAULT_FEATURIZER
+    from featurizers.decoding.decode import FrameSampling
+    from featurizers.embedding.registry import DEFAULT_FEATURIZER
     from jobs import extract
     from pipelines.extraction.clip_records import ClipRef
     from pipelines.extraction.settings import ExtractionConfig

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pipelines.extraction.clip_describer as clip_describer  # noqa: E402
-from featurizers.decode import FrameSampling, probe_video  # noqa: E402
+from featurizers.decoding.decode import FrameSampling, probe_video  # noqa: E402
 from pipelines.extraction.clip_describer import ClipExtractor  # noqa: E402
 from pipelines.extraction.clip_records import ClipRef  # noqa: E402
 from pipelines.extraction.segments import SegmentTask  # noqa: E402

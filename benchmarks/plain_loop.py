@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from common.schema import DescriptorLayout
-from featurizers.decode import FrameSampling
-from featurizers.detect import DetectorConfig, FaceDetector
-from featurizers.embed import FaceEmbedder, preprocess_face
-from featurizers.faces import align_face, crop_face
-from featurizers.registry import FeaturizerSpec
+from featurizers.decoding.decode import FrameSampling
+from featurizers.detection.detect import DetectorConfig, FaceDetector
+from featurizers.detection.face_crops import align_face, crop_face
+from featurizers.embedding.embed import FaceEmbedder, preprocess_face
+from featurizers.embedding.registry import FeaturizerSpec
 
 
 def plain_loop_models(detector: DetectorConfig, spec: FeaturizerSpec, model: torch.nn.Module) -> tuple[FaceDetector, FaceEmbedder]:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from common.errors import EmotiwError
-from featurizers.decode import FrameSampling
-from featurizers.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
+from featurizers.decoding.decode import FrameSampling
+from featurizers.embedding.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import (
     add_face_selection_arguments,
     add_featurizer_runtime_arguments,
@@ -82,7 +82,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the extraction; returns the exit code (1 when any clip failed, 2 on a usage error)."""
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     # Imported once the command line is read: torch (weights checksum) and Beam take seconds.
-    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embedding.checkpoints import checkpoint_sha256
     from pipelines.graph.extraction_run import run_extraction
 
     try:

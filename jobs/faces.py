@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 from common.errors import EmotiwError
-from featurizers.decode import FrameSampling
-from featurizers.registry import DEFAULT_FEATURIZER
+from featurizers.decoding.decode import FrameSampling
+from featurizers.embedding.registry import DEFAULT_FEATURIZER
 from jobs.job_setup import (
     add_face_selection_arguments,
     check_output_folder,

@@ -22,9 +22,9 @@ from common.output_paths import check_output_folder  # noqa: F401 - for the jobs
 from pipelines.graph.runner import DASK_RUNNER, LOCAL_RUNNER, pipeline_options, with_runner_resolved  # noqa: F401
 
 if TYPE_CHECKING:
-    from featurizers.detect import DetectorConfig
-    from pipelines.extraction.timeline import TimelineSettings
+    from featurizers.detection.detect import DetectorConfig
     from pipelines.extraction.clip_records import ClipRef
+    from pipelines.extraction.timeline import TimelineSettings
 
 
 def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *,
@@ -140,7 +140,7 @@ def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--batch-size``, ``--device``, ``--backend``, ``--clip-timeout`` and ``--segment-frames``: the
     run-time settings of the jobs that extract descriptors, none of which changes a descriptor."""
     # Imported here: train and evaluate use this module too and need not read these settings.
-    from featurizers.backend_choice import BACKENDS
+    from featurizers.runtimes.backend_choice import BACKENDS
     from pipelines.extraction.settings import ExtractionConfig
 
     parser.add_argument("--batch-size", type=int, default=ExtractionConfig.face_batch_size,

@@ -2,7 +2,7 @@
 
 The published HSEmotion files are whole models pickled with ``torch.save(model)`` under
 timm 0.9.x. Under timm 1.x they unpickle into modules that lack attributes the newer
-``forward`` needs, so ``featurizers.checkpoints`` must upgrade them. The tests need files
+``forward`` needs, so ``featurizers.embedding.checkpoints`` must upgrade them. The tests need files
 that have exactly that problem, so this script has to run under timm 0.9, not the project's
 timm 1.x. The networks keep the real B0/B2 layout (TF "same" padding, TF batch-norm eps,
 squeeze-excite blocks, depthwise-separable first stage) with a few channels and blocks, so

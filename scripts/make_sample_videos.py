@@ -412,7 +412,7 @@ def check_clips(out: Path) -> None:
     import decord
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
+    from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
 
     detectors = {"afew": (FaceDetector(AFEW_DETECTOR), 1), "vgaf": (FaceDetector(VGAF_DETECTOR), 2)}
     for clip in AFEW_CLIPS + VGAF_CLIPS:

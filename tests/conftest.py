@@ -30,7 +30,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def lite0_spec():
-    from featurizers.registry import get_featurizer_spec
+    from featurizers.embedding.registry import get_featurizer_spec
 
     return get_featurizer_spec("effnet_lite0_imagenet")
 
@@ -39,7 +39,7 @@ def lite0_spec():
 def lite0_embedder(lite0_spec):
     import torch
 
-    from featurizers.embed import FaceEmbedder, load_network
+    from featurizers.embedding.embed import FaceEmbedder, load_network
 
     model = load_network(lite0_spec)
     return FaceEmbedder(lite0_spec, model, torch.device("cpu"))

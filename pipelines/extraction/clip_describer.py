@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decode import FrameChunk, FrameSampling
-from featurizers.detect import FaceDetector, FrameFaces
-from featurizers.embed import FaceEmbedder, load_network, preprocess_faces, select_device
-from featurizers.faces import align_face, crop_face
+from featurizers.decoding.decode import FrameChunk, FrameSampling
+from featurizers.detection.detect import FaceDetector, FrameFaces
+from featurizers.detection.face_crops import align_face, crop_face
+from featurizers.embedding.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from pipelines.extraction.clip_records import ClipRef, ClipResult
 from pipelines.extraction.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
 from pipelines.extraction.settings import ExtractionConfig

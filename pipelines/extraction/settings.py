@@ -7,10 +7,10 @@ from typing import Any
 
 from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
 from common.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
-from featurizers.backend_choice import Backend, device_type, resolve_backend
-from featurizers.decode import FrameSampling
-from featurizers.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
-from featurizers.registry import FeaturizerSpec, get_featurizer_spec
+from featurizers.decoding.decode import FrameSampling
+from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
+from featurizers.embedding.registry import FeaturizerSpec, get_featurizer_spec
+from featurizers.runtimes.backend_choice import Backend, device_type, resolve_backend
 from pipelines.extraction.timeline import TimelineSettings
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from common.errors import FrameRateError
 from common.schema import DescriptorLayout
-from featurizers.decode import FrameChunk
+from featurizers.decoding.decode import FrameChunk
 from pipelines.extraction.face_tracks import (
     DEFAULT_MIN_TRACK_SECONDS,
     FaceTracker,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from common.storage import local_copy
-from featurizers.decode import FrameChunk, FrameSampling, iter_frame_chunks
+from featurizers.decoding.decode import FrameChunk, FrameSampling, iter_frame_chunks
 
 
 def video_chunks(url: str, sampling: FrameSampling,

@@ -12,7 +12,7 @@ import apache_beam as beam
 from apache_beam.utils import shared
 
 from common.schema import frame_table_schema
-from featurizers.registry import weights_identity
+from featurizers.embedding.registry import weights_identity
 from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments

@@ -72,8 +72,8 @@ class FaceWriter:
     """Holds the loaded detector; writes one clip's faces under ``root`` and returns its manifest rows."""
 
     def __init__(self, config: ExtractionConfig, root: str) -> None:
-        from featurizers.detect import FaceDetector
-        from featurizers.embed import select_device
+        from featurizers.detection.detect import FaceDetector
+        from featurizers.embedding.embed import select_device
 
         self.config = config
         self.root = Path(root)

@@ -14,7 +14,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from common import storage
-from featurizers.decode import probe_video
+from featurizers.decoding.decode import probe_video
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.segments import (
     PlanningShard,

@@ -22,8 +22,8 @@ from common import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from common.output_paths import check_output_folder
 from common.schema import PROVENANCE_KEY
-from featurizers.checkpoints import checkpoint_sha256
-from featurizers.registry import resolve_weights_path
+from featurizers.embedding.checkpoints import checkpoint_sha256
+from featurizers.embedding.registry import resolve_weights_path
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig

@@ -10,9 +10,9 @@ import logging
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
-from featurizers.backends import Backend
-from featurizers.decode import FrameSampling
-from featurizers.detect import DetectorConfig
+from featurizers.decoding.decode import FrameSampling
+from featurizers.detection.detect import DetectorConfig
+from featurizers.runtimes.backends import Backend
 from pipelines.extraction.settings import ExtractionConfig
 
 if TYPE_CHECKING:

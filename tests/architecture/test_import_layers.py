@@ -11,9 +11,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "featurizers", "classifiers", "pipelines", "jobs")
-LAYERS = {"common": 0, "featurizers": 1, "classifiers": 1, "pipelines": 2, "pipelines.extraction": 2,
-          "pipelines.graph": 3, "pipelines.scoring": 4, "pipelines.reporting": 5, "jobs": 6}
-"""Higher imports lower. Equal layers may not import each other (classifiers and featurizers stay apart)."""
+LAYERS = {"common": 0, "featurizers.runtimes": 1, "featurizers.decoding": 1, "featurizers.embedding": 2,
+          "featurizers.detection": 2, "featurizers": 4, "featurizers.finetuning": 4, "classifiers": 4,
+          "pipelines": 5, "pipelines.extraction": 5, "pipelines.graph": 6, "pipelines.scoring": 7,
+          "pipelines.reporting": 8, "jobs": 9}
+"""Higher imports lower. Equal layers may not import each other (classifiers and featurizers stay apart;
+so do decoding and the runtimes, and detection and embedding, which both run networks on the runtimes)."""
 
 
 def module_name(path: Path) -> str:
@@ -50,8 +53,8 @@ def test_the_layers_are_what_the_checker_expects():
     modules = project_modules()
     assert {"common.schema", "pipelines.extraction.settings", "pipelines.graph.extraction_graph",
             "pipelines.scoring.scoring_run", "jobs.extract"} <= set(modules)
-    assert layer_of("pipelines.graph.planning") == ("pipelines.graph", 3)
-    assert layer_of("pipelines") == ("pipelines", 2)
+    assert layer_of("pipelines.graph.planning") == ("pipelines.graph", 6)
+    assert layer_of("pipelines") == ("pipelines", 5)
 
 
 def test_no_module_imports_from_a_package_above_it_or_beside_it():

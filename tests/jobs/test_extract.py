@@ -105,7 +105,7 @@ def bad_inputs(tmp_path_factory, astronaut):
 
 
 def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs, tmp_path, monkeypatch, capsys):
-    import featurizers.decode as decode
+    import featurizers.decoding.decode as decode
 
     original = decode.iter_frame_chunks
 
@@ -239,8 +239,8 @@ def test_hsemotion_checkpoint_end_to_end_gives_emotion_traces(tmp_path, monkeypa
     """The HSEmotion path on a tiny timm-0.9 checkpoint: weights by --weights, emotion probabilities per face."""
     from dataclasses import replace
 
-    from featurizers import registry
-    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embedding import registry
+    from featurizers.embedding.checkpoints import checkpoint_sha256
 
     tiny = replace(registry.FEATURIZERS["enet_b0_8_best_afew"], name="tiny_b0_avg_8", feature_dim=52)
     monkeypatch.setitem(registry.FEATURIZERS, tiny.name, tiny)

@@ -15,7 +15,7 @@ from videos import SAMPLES
 from classifiers.descriptors import check_same_identity
 from common.errors import IncompatibleArtifactsError
 from common.schema import read_provenance
-from featurizers.finetuned import FinetunedDescription, save_featurizer_folder
+from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
 from jobs import extract, faces, finetune
 
 pytestmark = pytest.mark.slow
@@ -77,8 +77,13 @@ def finetuned(tmp_path_factory, tiny_base):
     root = tmp_path_factory.mktemp("ft")
     _png_faces(root / "images")
     argv = ["--images", str(root / "images"), "--base", str(tiny_base), "--head-epochs", "2", "--full-epochs", "2",
-            "--batch-size", "4", "--val-fraction", "0.3", "--head-lr", "1e-2", "--full-lr", "1e-3"]
-    codes = [finetune.run([*argv, "--output", str(root / name)]) for name in ("one", "two")]
+            "--batch-size", "4", "--val-fraction", "0.3", "--head-lr", "1e-2", "--full-lr", "1e-3", "--no-augment"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster, and much faster on a busy machine
+    try:
+        codes = [finetune.run([*argv, "--output", str(root / name)]) for name in ("one", "two")]
+    finally:
+        torch.set_num_threads(threads)
     return codes, root / "one", root / "two"
 
 
@@ -96,7 +101,9 @@ def test_finetune_writes_a_featurizer_folder_with_history(finetuned, tiny_base):
     assert [e["phase"] for e in history["epochs"]] == ["head", "head", "full", "full"]
     assert any("clipSad9_1.png" in path for path in history["skipped"])
     epochs = history["epochs"]
-    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]  # the head learns (the base is random)
+    # Every epoch saw every readable training image (learning itself: tests/featurizers/finetuning).
+    assert {e["images"] for e in epochs} == {training["train_images"]} and training["resumed_after_epoch"] == 0
+    assert history["settings"]["augment"] is False and 0 < epochs[2]["learning_rate"] <= 1e-3
     assert history["best_epoch"] == max(range(1, 5), key=lambda e: (epochs[e - 1]["val_accuracy"], -e))
 
 
@@ -129,7 +136,7 @@ def test_extract_takes_a_finetuned_folder_and_gives_its_class_scores(finetuned, 
     assert provenance["featurizer"] == str(one) and len(provenance["weights_sha256"]) == 64
     table = pd.read_parquet(frames)
     assert np.allclose(table.p_happy + table.p_sad, 1.0, atol=1e-5)
-    from featurizers.checkpoints import checkpoint_sha256
+    from featurizers.embedding.checkpoints import checkpoint_sha256
     from pipelines.extraction.settings import ExtractionConfig
 
     other = ExtractionConfig(dataset="afew", featurizer=str(two))

@@ -401,7 +401,7 @@ def _without_frame_rate(path: Path, source: Path) -> Path:
     """The frames of ``source`` as VP8 in an IVF container: a real video whose stream states no frame rate."""
     import av
 
-    from featurizers.decode import iter_frame_chunks
+    from featurizers.decoding.decode import iter_frame_chunks
 
     frames = [frame for chunk in iter_frame_chunks(source) for frame in chunk.frames]
     with av.open(str(path), "w", format="ivf") as container:

@@ -54,7 +54,7 @@ def faces(folder) -> pd.DataFrame:
 def two_clips(tmp_path_factory):
     """Two 100-frame clips in the AFEW layout: one person (frames 0-39), no one (40-59), another person (60-99);
     and a faceless clip played twice."""
-    from featurizers.decode import iter_frame_chunks
+    from featurizers.decoding.decode import iter_frame_chunks
 
     def frames_of(clip):
         return [frame for chunk in iter_frame_chunks(SAMPLES / "afew" / clip) for frame in chunk.frames]
@@ -131,7 +131,7 @@ def test_windows_and_tracks_of_a_clip_with_two_people_one_after_the_other(unspli
 
 def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two_clips, tmp_path, monkeypatch,
                                                                              capsys):
-    import featurizers.decode as decode
+    import featurizers.decoding.decode as decode
 
     original = decode.iter_frame_chunks
 
@@ -157,7 +157,7 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
 @pytest.mark.parametrize("dataset, clip, step", [("afew", "afew/Train_AFEW/Happy/000001001.avi", 3),
                                                  ("vgaf", "vgaf/Train/1_1.mp4", 5)])
 def test_segment_statistics_merge_into_the_whole_clip_for_both_aggregations(dataset, clip, step):
-    from featurizers.decode import FrameSampling, probe_video
+    from featurizers.decoding.decode import FrameSampling, probe_video
     from pipelines.extraction.clip_describer import ClipExtractor
     from pipelines.extraction.clip_records import ClipRef
     from pipelines.extraction.segments import SegmentTask, merge_segments, plan_segments, segment_ranges

@@ -5,7 +5,7 @@ import math
 import pytest
 from videos import SAMPLES
 
-from featurizers.decode import FrameSampling
+from featurizers.decoding.decode import FrameSampling
 from pipelines.extraction.clip_describer import ClipExtractor
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig

@@ -7,8 +7,8 @@ import pytest
 from videos import SAMPLES
 
 from benchmarks.plain_loop import plain_loop_descriptor, plain_loop_models
-from featurizers.decode import FrameSampling
-from featurizers.embed import load_network
+from featurizers.decoding.decode import FrameSampling
+from featurizers.embedding.embed import load_network
 from pipelines.extraction.clip_describer import ClipExtractor
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig

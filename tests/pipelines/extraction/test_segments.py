@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from common.schema import DescriptorLayout
-from featurizers.decode import sampled_indices
+from featurizers.decoding.decode import sampled_indices
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.segments import (
     SegmentResult,

@@ -3,7 +3,7 @@
 import sys
 from importlib.metadata import version
 
-from featurizers.backend_choice import resolve_backend
+from featurizers.runtimes.backend_choice import resolve_backend
 from pipelines.extraction.settings import ExtractionConfig
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.schema import DescriptorLayout
-from featurizers.decode import FrameChunk
+from featurizers.decoding.decode import FrameChunk
 from pipelines.extraction.timeline import PartTimeline, TimelineSettings, finish_timeline, timeline_from_flags
 
 DIM = 8

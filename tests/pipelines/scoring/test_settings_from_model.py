@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from classifiers.model_io import ModelProvenance
-from featurizers.detect import VGAF_DETECTOR
+from featurizers.detection.detect import VGAF_DETECTOR
 from pipelines.scoring.settings_from_model import extraction_config_for_model
 
 
