@@ -17,7 +17,7 @@ one, which reuses what it finished. One run at a time: a second one exits 3 at o
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
 Exit codes: 0 nothing failed, 1 this run saw a failure (the rows say why), 2 usage error,
-3 another run holds the output.
+3 another run holds the output (or took it over while this run went on: it stops before it commits).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from jobs.job_setup import add_featurizer_runtime_arguments, add_timeline_arguments, configure_logging, parse_job_args
-from pipelines.scoring.run_lock import DEFAULT_LOCK_TIMEOUT_S
+from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 
 if TYPE_CHECKING:
     from pipelines.scoring.scoring_run import ScoringSettings
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "$EMOTIW_WEIGHTS_DIR); must be the file the model was trained with")
     parser.add_argument("--max-attempts", type=int, default=3,
                         help="failed attempts on the same file before it is marked failed_permanently")
-    parser.add_argument("--lock-timeout-hours", type=float, default=DEFAULT_LOCK_TIMEOUT_S / 3600,
-                        help="a lock older than this is taken as left by a dead run (set above the longest run)")
+    parser.add_argument("--lock-stale-minutes", type=float, default=DEFAULT_STALE_MINUTES,
+                        help="a lock whose heartbeat (rewritten every minute by its run) is older than this is "
+                             "taken as left by a dead run")
     parser.add_argument("--flush-clips", type=int, default=FLUSH_EVERY_ROWS,
                         help="scored clips are written to storage at least every this many clips per worker ...")
     parser.add_argument("--flush-seconds", type=float, default=FLUSH_EVERY_S,
@@ -70,7 +71,7 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
         max_attempts=args.max_attempts, flush_clips=args.flush_clips, flush_seconds=args.flush_seconds,
         device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
         clip_timeout=args.clip_timeout, window_seconds=args.window_seconds, min_track_seconds=args.min_track_seconds,
-        beam_args=tuple(beam_args))
+        lock_stale_minutes=args.lock_stale_minutes, beam_args=tuple(beam_args))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +80,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     # Imported once the command line is read: the model, torch and Beam take seconds.
     from common import storage
     from common.errors import EmotiwError
-    from pipelines.scoring.run_lock import LockHeld, acquire
+    from pipelines.scoring.run_lock import LockHeld, LockLost, acquire
     from pipelines.scoring.score_store import new_run_id
     from pipelines.scoring.scoring_run import list_archive, prepare, score_archive
 
@@ -91,17 +92,21 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     run_id = new_run_id()
     try:  # before listing: a second run refuses at once, however long a bucket takes to list
-        lock = acquire(args.output, run_id, args.lock_timeout_hours * 3600)
+        lock = acquire(args.output, run_id, args.lock_stale_minutes * 60)
     except LockHeld as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    lock.start_heartbeat()
     try:
         try:
             listing = list_archive(settings)
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        counts, failures = score_archive(setup, listing, settings, run_id)
+        counts, failures = score_archive(setup, listing, settings, run_id, before_commit=lock.confirm)
+    except LockLost as exc:  # judged dead while it ran: the other run's state wins, this run's rows stay staged
+        print(f"error: {exc}; this run stopped before its commit", file=sys.stderr)
+        return EXIT_LOCKED
     finally:
         lock.release()
     print(f"{len(listing)} videos: {counts.line()} -> {storage.join(args.output, 'latest')} (run {run_id})")

@@ -1,4 +1,4 @@
-"""Fixtures shared by the test suite: a real photograph, the loaded offline featurizer, an S3 server."""
+"""Fixtures shared by the test suite: a real photograph, the loaded offline featurizer, S3 and GCS servers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from stores import GCS_CLIENT_ENV
+
+os.environ.update(GCS_CLIENT_ENV)  # before anything imports gcsfs, in this process and the ones it starts
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,38 +51,44 @@ def lite0_embedder(lite0_spec):
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible server (moto's) on 127.0.0.1; clients find it through AWS_ENDPOINT_URL."""
-    import os
+    from stores import S3Server, restore_env, set_env
 
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    server = S3Server()
+    saved = set_env(server.env)
     try:
-        yield env
+        yield server.env
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_env(saved)
         server.stop()
 
 
 @pytest.fixture
 def bucket(s3_server) -> str:
     """A new empty bucket on the test server, as an ``s3://`` URL."""
-    import uuid
+    from stores import new_s3_bucket
 
-    import boto3
+    return new_s3_bucket()
 
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return f"s3://{name}"
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A real GCS emulator (fake-gcs-server) on 127.0.0.1; gcsfs finds it through STORAGE_EMULATOR_HOST."""
+    from stores import GcsServer, restore_env, set_env
+
+    server = GcsServer()
+    saved = set_env(server.env)
+    try:
+        yield server.env
+    finally:
+        restore_env(saved)
+        server.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server) -> str:
+    """A new empty bucket on the GCS emulator, as a ``gs://`` URL."""
+    from stores import new_gcs_bucket
+
+    return new_gcs_bucket()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 ::
 
-    <output>/_lock.json                           while a run goes on (pipelines.scoring.run_lock)
+    <output>/_lock.json                           the run lock and its heartbeat; released between runs (pipelines.scoring.run_lock)
     <output>/scores/run=<run id>/_plan.parquet    the videos the run set out to score (size, mtime, attempts)
     <output>/scores/run=<run id>/_staged/part-*   rows flushed by the workers as clips finish
     <output>/scores/run=<run id>/part-0.parquet   the run's settled rows (its history)

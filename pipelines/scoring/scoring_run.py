@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from pipelines.scoring.archive_state import (
     plan_run,
     settle_rows,
 )
+from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 from pipelines.scoring.score_store import ScoreStore
 from pipelines.scoring.settings_from_model import extraction_config_for_model
 from pipelines.scoring.timeline_store import TRACKS, WINDOWS, commit_timeline, staged_dir
@@ -66,6 +68,8 @@ class ScoringSettings:
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     """Length of the scored time windows (0: none)."""
     min_track_seconds: float = DEFAULT_MIN_TRACK_SECONDS
+    lock_stale_minutes: float = DEFAULT_STALE_MINUTES
+    """A lock whose heartbeat is older than this was left by a dead run."""
     beam_args: Sequence[str] = field(default_factory=tuple)
     """Flags for Beam (``--runner dask``, ...), as the job received them."""
 
@@ -84,9 +88,9 @@ def prepare(args: ScoringSettings) -> ScoringSetup:
     """Load the model and rebuild its extraction settings; raises on usage errors."""
     check_output_folder(args.output)
     for flag, value in (("--max-attempts", args.max_attempts), ("--flush-clips", args.flush_clips),
-                        ("--flush-seconds", args.flush_seconds)):
-        if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+                        ("--flush-seconds", args.flush_seconds), ("--lock-stale-minutes", args.lock_stale_minutes)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{flag} must be a positive number, got {value}")
     timeline = timeline_from_flags(args.window_seconds, args.min_track_seconds, windows=True, tracks=True,
                                    windows_can_be_off=True)
     model = load_model(args.model)
@@ -115,9 +119,12 @@ def list_archive(args: ScoringSettings) -> pd.DataFrame:
                          "size_bytes": [f.size_bytes for f in files], "mtime_ns": [f.mtime_ns for f in files]})
 
 
-def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSettings,
-                  run_id: str) -> tuple[RunCounts, pd.DataFrame]:
-    """Plan from the small index, describe and score what needs it, fold the rows into the state."""
+def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSettings, run_id: str,
+                  before_commit: Callable[[], None] = lambda: None) -> tuple[RunCounts, pd.DataFrame]:
+    """Plan from the small index, describe and score what needs it, fold the rows into the state.
+
+    ``before_commit`` raises to stop the run before it writes the shared state (the run lock's check).
+    """
     store = ScoreStore(args.output)
     if storage.exists(storage.join(args.output, "scores.parquet")):
         log.warning("%s is the single table of an older version; it is not read (every video is scored "
@@ -164,6 +171,7 @@ def score_archive(setup: ScoringSetup, listing: pd.DataFrame, args: ScoringSetti
     manifest = {"input": str(args.input), "model": str(args.model), "model_sha256": setup.model_sha256,
                 "max_attempts": args.max_attempts, "adopted_runs": unfinished, "counts": asdict(counts),
                 "listed": len(listing)}
+    before_commit()
     started = time.perf_counter()
     for table, table_schema in timeline_schemas.items():  # before the manifest: a killed commit is redone
         manifest[f"{table.name}_rows"] = commit_timeline(store, table, run_id, settled, plan.removed,

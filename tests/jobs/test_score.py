@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import boto3
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -160,7 +161,7 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
     assert history["run"].nunique() == 3  # the unchanged night scored nothing and added no rows
     runs = sorted((output / "scores").iterdir())
     assert len(runs) == 4 and all((r / "_manifest.json").exists() for r in runs)
-    assert not (output / "_lock.json").exists()
+    assert json.loads((output / "_lock.json").read_text())["released"] is True  # the last run let it go
 
 
 def test_scores_made_on_the_workers_equal_a_batch_prediction_on_the_extracted_table(model: Path,
@@ -206,7 +207,7 @@ def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: 
     assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
     assert listed == [] and described == [] and not (output / "scores").exists()  # refused before any work
     err = capsys.readouterr().err
-    assert "another run (the-first-run" in err and "Traceback" not in err
+    assert "another run the-first-run (pid" in err and "Traceback" not in err
     holder.release()
 
 
@@ -298,7 +299,7 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
     assert described == [sorted({f"{i:02d}.avi" for i in range(12)} - finished)]  # nothing described twice
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"reused {len(finished)} clips they had finished" in m for m in messages)
-    assert any("taking over the lock" in m and "is gone" in m for m in messages)
+    assert any("took over the lock" in m and "is gone" in m for m in messages)
     latest = _latest(output)  # one row per video: nothing lost, nothing twice
     assert len(latest) == 12 and (latest.status == "ok").all()
     assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
@@ -309,19 +310,76 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
     assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
 
 
+def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_with_exit_3(
+        model: Path, tmp_path: Path) -> None:
+    """A run paused (SIGSTOP) past the stale time is taken over; resumed, it must not commit."""
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    archive.mkdir()
+    for i in range(6):
+        shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
+    log_file = tmp_path / "job.log"  # a file, not a pipe: the job's log must never block it
+    with log_file.open("w") as log:
+        job = subprocess.Popen([sys.executable, "-m", "jobs.score", "--model", str(model), "--input", str(archive),
+                                "--output", str(output), "--flush-clips", "1", "--lock-stale-minutes", "0.05"],
+                               cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=log)
+    deadline = time.monotonic() + 300
+    try:
+        while len(list(output.glob("scores/run=*/_staged/part-*.parquet"))) < 2:
+            assert job.poll() is None, "the job ended before it could be paused"
+            assert time.monotonic() < deadline, "the job wrote no staged rows in time"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGSTOP)
+        time.sleep(3.5)  # past its 3 s stale time: its heartbeat has stopped
+        taker = run_lock.acquire(str(output), "the-taker", stale_s=3.0)
+        job.send_signal(signal.SIGCONT)
+        assert job.wait(timeout=300) == 3
+    finally:
+        job.kill()
+        job.wait()
+    err = log_file.read_text()
+    assert "taken over by run the-taker" in err and "stopped before its commit" in err
+    assert not (output / "latest").exists() and not list(output.glob("scores/run=*/_manifest.json"))
+    assert list(output.glob("scores/run=*/_staged/part-*.parquet"))  # its rows stay for the next run
+    lock = json.loads((output / "_lock.json").read_text())
+    assert lock["run_id"] == "the-taker" and "released" not in lock  # the stopped run left it alone
+    taker.release()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_a_lock_stale_time_that_is_not_a_positive_number_is_a_usage_error(value: str, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--model", str(tmp_path / "no-model"), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s"),
+            "--lock-stale-minutes", value]
+    assert score.run(argv) == 2  # checked before the model is even read
+    assert f"--lock-stale-minutes must be a positive number, got {float(value)}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def _upload(bucket: str, key: str, source: Path | bytes) -> None:
+    """With the store's own client, not through the job's storage functions."""
     body = source if isinstance(source, bytes) else source.read_bytes()
-    boto3.client("s3").put_object(Bucket=bucket.removeprefix("s3://"), Key=key, Body=body)
+    name = bucket.split("://", 1)[1]
+    if bucket.startswith("s3://"):
+        boto3.client("s3").put_object(Bucket=name, Key=key, Body=body)
+    else:
+        fsspec.filesystem("gs").pipe_file(f"{name}/{key}", body)
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(Bucket=bucket.removeprefix("s3://"), Prefix=prefix)
-    return sorted(o["Key"] for o in listed.get("Contents", []))
+    name = bucket.split("://", 1)[1]
+    if bucket.startswith("s3://"):
+        listed = boto3.client("s3").list_objects_v2(Bucket=name, Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+    found = fsspec.filesystem("gs").find(f"{name}/{prefix}")
+    return sorted(path.removeprefix(f"{name}/") for path in found)
 
 
-def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, bucket: str, tmp_path: Path,
+@pytest.mark.parametrize("where", ["s3", "gs"])
+def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, where: str, tmp_path: Path,
                                                            described: list[list[str]],
+                                                           request: pytest.FixtureRequest,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = request.getfixturevalue({"s3": "bucket", "gs": "gcs_bucket"}[where])
     _upload(bucket, "archive/videos/2024/a.avi", HAPPY)
     _upload(bucket, "archive/videos/b.avi", NEUTRAL)
     _upload(bucket, "archive/videos/broken.mp4", b"not a video")
@@ -331,7 +389,9 @@ def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, bucket: s
     argv = ["--model", str(model), "--input", f"{bucket}/archive/videos", "--output", f"{bucket}/nightly"]
 
     assert score.run(argv) == 1
-    latest = pd.read_parquet(f"{bucket}/nightly/latest").set_index("key")  # pandas reads the bucket directly
+    # pandas reads the bucket directly; through fsspec (storage_options): Arrow's own GCS client
+    # ignores STORAGE_EMULATOR_HOST and would look for Google's servers
+    latest = pd.read_parquet(f"{bucket}/nightly/latest", storage_options={}).set_index("key")
     assert sorted(latest.index) == ["2024/a.avi", "b.avi", "broken.mp4"]
     assert latest.loc["2024/a.avi", "path"] == f"{bucket}/archive/videos/2024/a.avi"
     assert latest.loc["2024/a.avi", "predicted_label"] == "Happy" and latest.loc["b.avi", "predicted_label"] == "Neutral"
@@ -339,14 +399,16 @@ def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, bucket: s
     assert "cannot open as a video" in latest.loc["broken.mp4", "error"]
     assert list(worker_tmp.iterdir()) == []  # every downloaded video deleted after its clip
     objects = _keys(bucket, "nightly/")
-    assert "nightly/_lock.json" not in objects and any(k.endswith("/_manifest.json") for k in objects)
+    assert any(k.endswith("/_manifest.json") for k in objects)
+    with fsspec.open(f"{bucket}/nightly/_lock.json", "rb") as lock:
+        assert json.load(lock)["released"] is True  # the run let it go
 
     # Only the broken video is tried again, until --max-attempts (3) gives up on it.
     assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
     assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
     assert score.run(argv) == 0 and len(described) == 3  # given up after three attempts
-    assert pd.read_parquet(f"{bucket}/nightly/latest").set_index("key").loc["broken.mp4", "status"] == \
-        "failed_permanently"
+    final = pd.read_parquet(f"{bucket}/nightly/latest", storage_options={}).set_index("key")
+    assert final.loc["broken.mp4", "status"] == "failed_permanently"
 
 
 def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
