@@ -290,7 +290,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def publish_folder(staging: Path, output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str], settings: FinetuneSettings) -> None:
     """Write the featurizer folder in the staging folder, drop the checkpoint, and rename it into place."""
-    from common.parquet_io import publish
+    from common.publishing import publish
     from featurizers.embedding.finetuned import save_featurizer_folder
     from featurizers.finetuning.training_state import CHECKPOINT_FILE
 
