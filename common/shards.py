@@ -213,13 +213,15 @@ def settle_shards(folder: str | os.PathLike[str], schema: pa.Schema, key_columns
                   status_column: str = "status", one_row_per_key: bool = True) -> int:
     """Apply :func:`winning_attempts` to a folder of shards in place; returns how many rows were dropped.
 
-    Nothing is rewritten when no key was written twice (the usual case). Otherwise the kept rows
-    are written as one shard before the old shards are removed, so a kill in between leaves rows
-    twice (settled again by the next call), never none.
+    Nothing is rewritten when no key was written twice (the usual case), and then only the key
+    columns are read. Otherwise the kept rows are written as one shard before the old shards are
+    removed, so a kill in between leaves rows twice (settled again by the next call), never none.
     """
-    table = read_shards(folder)
-    if table is None:
+    keys = read_shards(folder, list(key_columns))
+    if keys is None or not keys.select(list(key_columns)).to_pandas().duplicated().any():
         return 0
+    table = read_shards(folder)
+    assert table is not None
     settled = settle_table(table, key_columns, status_column=status_column, one_row_per_key=one_row_per_key)
     dropped = table.num_rows - settled.num_rows
     if dropped:
