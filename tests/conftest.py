@@ -31,6 +31,17 @@ def astronaut() -> np.ndarray:
     return skimage.data.astronaut()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Training on one torch thread: the same operations in the same order, so runs compare exactly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def lite0_spec():
     from featurizers.embedding.registry import get_featurizer_spec

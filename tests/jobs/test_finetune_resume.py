@@ -51,14 +51,6 @@ def folders(tmp_path_factory):
     return root, base
 
 
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _argv(root, base, output):
     return ["--images", str(root / "images"), "--base", str(base), *EPOCHS, "--batch-size", "8",
             "--val-fraction", "0.25", "--head-lr", "1e-2", "--full-lr", "1e-3", "--mixup", "0.4",

@@ -10,21 +10,12 @@ steps suffice; tests/jobs/test_finetune_resume.py trains with it.
 from dataclasses import replace
 
 import numpy as np
-import pytest
 import torch
 
 from featurizers.embedding.embed import load_network, preprocess_faces
 from featurizers.finetuning.image_folders import LabelledImage, class_weights, load_rgb
 from featurizers.finetuning.settings import FinetuneSettings
 from featurizers.finetuning.training import attach_new_head, finetune
-
-
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _faces(root, per_class, seed):
