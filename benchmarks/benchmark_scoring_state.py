@@ -33,7 +33,7 @@ from classifiers.scoring import scores_metadata, scores_schema, scores_table  # 
 from jobs import extract, score, train  # noqa: E402
 from jobs.job_setup import configure_logging  # noqa: E402
 from pipelines.extraction.datasets import SAMPLE_ROOT  # noqa: E402
-from pipelines.scoring import scoring_run  # noqa: E402
+from pipelines.scoring import model_check, night_plan, scoring_run  # noqa: E402
 from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 HAPPY = SAMPLE_ROOT / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -91,7 +91,9 @@ def timed_run(setup: scoring_run.ScoringSetup, listing: pd.DataFrame, argv: list
     before = memory_kib("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    counts, _ = scoring_run.score_archive(setup, listing, settings, new_run_id())
+    plan = night_plan.plan_night(settings, listing, setup.model_sha256)
+    counts, _ = scoring_run.score_archive(setup, plan, settings, new_run_id()) if plan.has_work else \
+        (night_plan.commit_idle_night(plan, settings, new_run_id()), None)
     seconds = time.perf_counter() - started
     peak = memory_kib("VmHWM")
     print(f"  {counts.line()}")
@@ -118,11 +120,11 @@ def main() -> None:
             shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:03d}.avi")
         argv = ["--model", str(model), "--input", str(archive), "--output", output]
         settings = score.scoring_settings(*score.build_parser().parse_known_args(argv))
-        setup = scoring_run.prepare(settings)
+        setup = scoring_run.prepare(model_check.check_model(settings, night_plan.check_settings(settings)), settings)
         started = time.perf_counter()
         listing = synthetic_state(args.rows, setup, output)
         print(f"state of {args.rows} scored videos written in {time.perf_counter() - started:.1f} s")
-        new = scoring_run.list_archive(settings)
+        new = night_plan.list_archive(settings)
         new["key"] = "new/" + new["key"]
         night = pd.concat([listing, new], ignore_index=True)
         print(f"run over {len(night)} listed videos ({args.new} new):")

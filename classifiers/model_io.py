@@ -10,16 +10,13 @@ descriptors from another featurizer or layout.
 from __future__ import annotations
 
 import json
-import platform
 import zipfile
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-import sklearn
-import skops
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
@@ -27,12 +24,14 @@ from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
+from classifiers.model_files import (  # noqa: F401 - ModelProvenance and the file names, offered with the loader
+    MODEL_FILE,
+    PROVENANCE_FILE,
+    ModelProvenance,
+    read_model_provenance,
+)
 from common.errors import CheckpointFormatError, UnsafeCheckpointError
 from common.storage import write_atomically
-
-MODEL_FORMAT_VERSION = 1
-MODEL_FILE = "model.skops"
-PROVENANCE_FILE = "model.json"
 
 CLASSIFIER_TYPES: tuple[type, ...] = (LinearSVC, SVC, RandomForestClassifier)
 
@@ -46,56 +45,6 @@ def _type_name(cls: type) -> str:
 TRUSTED_TYPES: frozenset[str] = frozenset(
     [_type_name(t) for t in (Pipeline, Normalizer, DecisionTreeClassifier, *CLASSIFIER_TYPES)]
     + ["sklearn.tree._tree.Tree"])
-
-
-def library_versions() -> dict[str, str]:
-    """Versions that decide whether a model file loads and predicts the same elsewhere."""
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "skops": skops.__version__}
-
-
-@dataclass(frozen=True)
-class ModelProvenance:
-    """Everything ``model.json`` records: the descriptors' identity, the fit and the environment."""
-
-    featurizer: str
-    layout: dict[str, Any] | None
-    classes: list[str]
-    classifier: str
-    hyperparameters: dict[str, Any]
-    weights_sha256: str | None = None
-    dataset: str | None = None
-    estimator_params: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    """Split, source files and row counts (used, faceless dropped, errors excluded, per class)."""
-    cross_validation: dict[str, Any] | None = None
-    descriptor_provenance: dict[str, Any] = field(default_factory=dict)
-    """The descriptor tables' own provenance (project version, detector, frames), verbatim."""
-    libraries: dict[str, str] = field(default_factory=library_versions)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    format_version: int = MODEL_FORMAT_VERSION
-
-    def identity(self) -> dict[str, Any]:
-        """The provenance keys compared against descriptor tables (same shape as theirs)."""
-        return {"featurizer": self.featurizer, "layout": self.layout, "weights_sha256": self.weights_sha256}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model.json") -> ModelProvenance:
-        """Parse ``model.json``; unknown format versions and missing keys are refused."""
-        version = data.get("format_version")
-        if version != MODEL_FORMAT_VERSION:
-            raise CheckpointFormatError(
-                f"{source} has model format version {version!r}; this code reads version "
-                f"{MODEL_FORMAT_VERSION} only (retrain the model with this version of the project)")
-        known = {f for f in cls.__dataclass_fields__}
-        missing = [k for k in ("featurizer", "layout", "classes", "classifier", "hyperparameters")
-                   if k not in data]
-        if missing:
-            raise CheckpointFormatError(f"{source} lacks the keys {missing}")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -124,17 +73,8 @@ def save_model(folder: str | Path, pipeline: Pipeline, provenance: ModelProvenan
 def load_model(folder: str | Path) -> TrainedModel:
     """Read a model folder, refusing unknown format versions and types outside the allow-list."""
     folder = Path(folder)
-    model_file, provenance_file = folder / MODEL_FILE, folder / PROVENANCE_FILE
-    for needed in (provenance_file, model_file):
-        if not needed.is_file():
-            raise FileNotFoundError(f"{needed} not found; --model must be a folder written by jobs.train "
-                                    f"(holding {MODEL_FILE} and {PROVENANCE_FILE})")
-    try:
-        data = json.loads(provenance_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointFormatError(f"{provenance_file} is not valid JSON: {exc}") from exc
-    provenance = ModelProvenance.from_dict(data, source=str(provenance_file))
-    pipeline = load_pipeline(model_file)
+    provenance = read_model_provenance(folder)
+    pipeline = load_pipeline(folder / MODEL_FILE)
     return TrainedModel(pipeline=pipeline, provenance=provenance, folder=folder)
 
 

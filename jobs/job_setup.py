@@ -39,6 +39,8 @@ def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None =
     if not beam:
         return parser.parse_args(argv), []
     args, rest = parser.parse_known_args(argv)
+    if not rest:  # nothing for Beam: no need to import it (half a second) to check
+        return args, rest
     try:
         unknown = unknown_beam_flags(rest)
     except ValueError as exc:

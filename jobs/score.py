@@ -33,7 +33,7 @@ from jobs.job_setup import add_featurizer_runtime_arguments, add_timeline_argume
 from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 
 if TYPE_CHECKING:
-    from pipelines.scoring.scoring_run import ScoringSettings
+    from pipelines.scoring.night_plan import ScoringSettings
 
 log = logging.getLogger("jobs.score")
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> ScoringSettings:
     """The run's settings from the parsed command line."""
-    from pipelines.scoring.scoring_run import ScoringSettings
+    from pipelines.scoring.night_plan import ScoringSettings
 
     return ScoringSettings(
         model=args.model, input=args.input, output=args.output, weights=args.weights,
@@ -77,16 +77,18 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
 def run(argv: Sequence[str] | None = None) -> int:
     """Score what changed in the archive; returns the process exit code."""
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
-    # Imported once the command line is read: the model, torch and Beam take seconds.
+    # Imported once the command line is read. What a night without work needs is light (pandas,
+    # pyarrow, the storage clients); the model, torch and Beam load in scoring_run, only for work.
     from common import storage
     from common.errors import EmotiwError
+    from pipelines.scoring.model_check import check_model
+    from pipelines.scoring.night_plan import check_settings, commit_idle_night, empty_failures, list_archive, plan_night
     from pipelines.scoring.run_lock import LockHeld, LockLost, acquire
     from pipelines.scoring.score_store import new_run_id
-    from pipelines.scoring.scoring_run import list_archive, prepare, score_archive
 
     settings = scoring_settings(args, beam_args)
     try:
-        setup = prepare(settings)
+        checked = check_model(settings, check_settings(settings))
     except (EmotiwError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -100,10 +102,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             listing = list_archive(settings)
+            night = plan_night(settings, listing, checked.model_sha256)
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        counts, failures = score_archive(setup, listing, settings, run_id, before_commit=lock.confirm)
+        if night.has_work:
+            from pipelines.scoring.scoring_run import prepare, score_archive
+
+            setup = prepare(checked, settings)
+            counts, failures = score_archive(setup, night, settings, run_id, before_commit=lock.confirm)
+        else:
+            counts, failures = commit_idle_night(night, settings, run_id, before_commit=lock.confirm), empty_failures()
     except LockLost as exc:  # judged dead while it ran: the other run's state wins, this run's rows stay staged
         print(f"error: {exc}; this run stopped before its commit", file=sys.stderr)
         return EXIT_LOCKED

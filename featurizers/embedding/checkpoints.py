@@ -17,7 +17,6 @@ EfficientNet-B0 or -B2 with the emotion head as ``classifier``. Two things stand
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import logging
 import os
 import pickle
@@ -35,6 +34,7 @@ from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedRes
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
+from common.digests import file_sha256
 from common.errors import CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 from featurizers.embedding.featurizer_spec import HSEMOTION_PUBLISHED_AT
 
@@ -79,11 +79,7 @@ _FACTORY_METADATA = frozenset({"pretrained_cfg", "default_cfg", "pretrained_mode
 
 def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a checkpoint file, recorded with descriptors so their weights can be traced."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def load_hsemotion_model(

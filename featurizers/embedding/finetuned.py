@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.digests import file_sha256
 from common.errors import CheckpointFormatError, WeightsNotFoundError
 from featurizers.embedding.featurizer_spec import (
     FINETUNED_CONFIG_FILE,
@@ -144,7 +145,7 @@ def save_featurizer_folder(folder: str | os.PathLike[str], model: Any, descripti
     weights = root / FINETUNED_WEIGHTS_FILE
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(weights), metadata={"format": FORMAT_NAME, "architecture": description.architecture})
-    description = replace(description, weights_sha256=_sha256(weights))
+    description = replace(description, weights_sha256=file_sha256(weights))
     (root / FINETUNED_CONFIG_FILE).write_text(json.dumps(description.to_json(), indent=2) + "\n")
     return root
 
@@ -160,7 +161,7 @@ def load_finetuned_model(folder: str | os.PathLike[str]) -> Any:
     weights = root / FINETUNED_WEIGHTS_FILE
     if not weights.is_file():
         raise WeightsNotFoundError(f"{root}: {FINETUNED_WEIGHTS_FILE} is missing")
-    found = _sha256(weights)
+    found = file_sha256(weights)
     if found != description.weights_sha256:
         raise CheckpointFormatError(
             f"{weights}: SHA-256 {found[:12]}... differs from {description.weights_sha256[:12]}... recorded in "
@@ -176,8 +177,4 @@ def load_finetuned_model(folder: str | os.PathLike[str]) -> Any:
     return model.eval()
 
 
-def _sha256(path: Path) -> str:
-    from featurizers.embedding.checkpoints import checkpoint_sha256  # torch and timm: not for reading a folder's spec
-
-    return checkpoint_sha256(path)
 

@@ -53,6 +53,10 @@ class ExtractionConfig:
         (``auto`` resolved, as they do)."""
         return resolve_backend(self.backend, device_type(self.device))
 
+    def identity(self, weights_sha256: str) -> dict[str, Any]:
+        """The provenance keys a model is checked against; known without resolving a backend or device."""
+        return {"featurizer": self.spec.name, "layout": self.layout.to_dict(), "weights_sha256": weights_sha256}
+
     def provenance(self, weights_sha256: str) -> dict[str, Any]:
         spec = self.spec
         backend = self.resolved_backend()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurizers.decoding.decode import FrameSampling
 from featurizers.detection.detect import DetectorConfig
-from featurizers.runtimes.backends import Backend
+from featurizers.runtimes.backend_choice import Backend
 from pipelines.extraction.settings import ExtractionConfig
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from common.schema import read_provenance
 from common.shards import written_at
 from jobs import extract, score, train
 from pipelines.graph.scoring_steps import run_scoring_pipeline
-from pipelines.scoring import run_lock, scoring_run
+from pipelines.scoring import night_plan, run_lock, scoring_run
 
 pytestmark = pytest.mark.slow
 HAPPY = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -203,7 +203,7 @@ def test_a_second_run_on_a_locked_output_exits_3_at_once(model: Path, tmp_path: 
     output = tmp_path / "scores"
     holder = run_lock.acquire(str(output), "the-first-run")  # held by this (live) process
     listed: list[str] = []
-    monkeypatch.setattr(scoring_run.storage, "list_files", lambda root, *a: listed.append(root) or [])
+    monkeypatch.setattr(night_plan.storage, "list_files", lambda root, *a: listed.append(root) or [])
     assert score.run(["--model", str(model), "--input", str(HAPPY.parent), "--output", str(output)]) == 3
     assert listed == [] and described == [] and not (output / "scores").exists()  # refused before any work
     err = capsys.readouterr().err
@@ -266,6 +266,35 @@ def test_a_missing_or_empty_archive_is_a_usage_error(model: Path, tmp_path: Path
         assert score.run(["--model", str(model), "--input", str(missing), "--output", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "no videos under" in err
+
+
+_IDLE_NIGHT = """
+import json, sys
+from jobs import score
+code = score.run(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "apache_beam", "sklearn", "skops", "openvino", "timm", "av") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_a_night_with_nothing_new_loads_no_model_network_or_beam_and_writes_only_its_manifest(
+        model: Path, tmp_path: Path) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "scores"
+    archive.mkdir()
+    shutil.copy(HAPPY, archive / "a.avi")
+    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
+    assert score.run(argv) == 0
+    latest_before = {p: p.stat().st_mtime_ns for p in (output / "latest").rglob("*")}
+    done = subprocess.run([sys.executable, "-c", _IDLE_NIGHT, *argv], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}, done.stderr
+    assert "0 new, 0 rescored, 0 reused, 1 skipped" in done.stdout
+    assert {p: p.stat().st_mtime_ns for p in (output / "latest").rglob("*")} == latest_before
+    idle_run = sorted(output.glob("scores/run=*"))[-1]
+    assert sorted(p.name for p in idle_run.iterdir()) == ["_manifest.json"]
+    assert json.loads((idle_run / "_manifest.json").read_text())["counts"]["skipped"] == 1
+    run_lock.acquire(str(output), "the-next-run").release()  # and the lock was released
 
 
 def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
