@@ -455,7 +455,7 @@ def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> No
     assert table.clip_id.tolist() == [HAPPY.stem] and table.status.tolist() == ["ok"]
     assert len(table.descriptor.iloc[0]) > 0
     keys = _keys(bucket, "features")
-    assert "features/_summary.json" in keys and len(keys) == len(first) == 2
+    assert "features/_summary.json" in keys and "features/_SUCCESS" in keys and len(keys) == len(first) == 3
     assert not any(".incomplete-" in k for k in keys)
     # The same clip with the same outcome keeps its shard's name; the shard itself was written again.
     assert set(keys) == set(first) and written_at(f"{bucket}/{shard}") > first_written
