@@ -18,6 +18,7 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.evaluation import class_scores
+from common.parquet_io import frame_to_table
 from common.schema import PROVENANCE_KEY
 
 SCORING_KEY = b"emotiw_video_scoring"
@@ -104,16 +105,7 @@ def score_row(clip: Mapping[str, Any], pipeline: Pipeline, classes: Sequence[str
 
 def scores_table(rows: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table of exactly ``schema`` (missing columns null, extra ones dropped)."""
-    rows = rows.reindex(columns=schema.names)
-    arrays = []
-    for column in schema:
-        values = rows[column.name]
-        if pa.types.is_timestamp(column.type):  # naive UTC values; the Arrow type carries the zone
-            values = pd.to_datetime(values, utc=True).dt.tz_localize(None)
-        elif pa.types.is_integer(column.type):
-            values = values.astype("Int64")
-        arrays.append(pa.array(values, type=column.type, from_pandas=True))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return frame_to_table(rows, schema)
 
 
 def scores_metadata(extraction_provenance: dict[str, Any], model: dict[str, Any]) -> dict[bytes, bytes]:

@@ -84,7 +84,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     from pipelines.scoring.model_check import check_model
     from pipelines.scoring.night_plan import check_settings, commit_idle_night, empty_failures, list_archive, plan_night
     from pipelines.scoring.run_lock import LockHeld, LockLost, acquire
-    from pipelines.scoring.score_store import new_run_id
+    from pipelines.scoring.commit_intent import finish_unfinished_commits
+    from pipelines.scoring.score_store import ScoreStore, new_run_id
 
     settings = scoring_settings(args, beam_args)
     try:
@@ -100,6 +101,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     lock.start_heartbeat()
     try:
+        finish_unfinished_commits(ScoreStore(args.output), before_commit=lock.confirm)  # killed mid-commit
         try:
             listing = list_archive(settings)
             night = plan_night(settings, listing, checked.model_sha256)

@@ -27,9 +27,10 @@ from pipelines.graph.runner import pipeline_options
 from pipelines.graph.scoring_steps import ScoredTimelineRows, run_scoring_pipeline
 from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.scoring.archive_state import ERROR, FAILED_STATUSES, RunCounts, count_run, settle_rows
+from pipelines.scoring.commit_intent import CommitIntent, commit_run
 from pipelines.scoring.model_check import CheckedModel
 from pipelines.scoring.night_plan import NightPlan, ScoringSettings
-from pipelines.scoring.timeline_store import TRACKS, WINDOWS, commit_timeline, staged_dir
+from pipelines.scoring.timeline_store import TRACKS, WINDOWS, collect_timeline_rows, staged_dir
 
 log = logging.getLogger("jobs.score")
 
@@ -91,10 +92,9 @@ def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, 
     manifest = night.manifest(args, counts)
     before_commit()
     started = time.perf_counter()
-    for table, table_schema in timeline_schemas.items():  # before the manifest: a killed commit is redone
-        manifest[f"{table.name}_rows"] = commit_timeline(store, table, run_id, settled, plan.removed,
-                                                         lambda frame, s=table_schema: scores_table(frame, s))
-    store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
+    timeline = {table.name: scores_table(collect_timeline_rows(store, table, settled), table_schema)
+                for table, table_schema in timeline_schemas.items()}
+    commit_run(store, CommitIntent(run_id, scores_table(settled, schema), list(plan.removed), manifest, timeline))
     log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
              len(plan.removed), time.perf_counter() - started)
     failures = settled[settled["status"].isin(list(FAILED_STATUSES))] if len(settled) else settled
