@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_selection_arguments(parser)
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
-    parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder "
-                                                           "(each with its track_id)")
+    parser.add_argument("--frames-output", metavar="DIR", help="also write one row per detected face to this folder "
+                                                              "or bucket prefix (each with its track_id)")
     add_timeline_arguments(parser)
     parser.add_argument("--windows-output", metavar="DIR",
                         help="also write one descriptor row per time window of each clip (--window-seconds)")

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
     parser.add_argument("--split", default="train", choices=("train", "val", "test", "all"),
                         help="default train (unlabelled clips, e.g. AFEW's test split, are listed and skipped)")
-    parser.add_argument("--output", required=True, type=Path, help="image folder to write")
+    parser.add_argument("--output", required=True, help="image folder (or bucket prefix, s3://... gs://...) to write")
     add_face_selection_arguments(parser)
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     return parser

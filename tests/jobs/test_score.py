@@ -297,6 +297,12 @@ def test_a_night_with_nothing_new_loads_no_model_network_or_beam_and_writes_only
     run_lock.acquire(str(output), "the-next-run").release()  # and the lock was released
 
 
+COMMIT_KILL_POINTS = ("commit.intent_tables", "commit.intent_written", "commit.history_written",
+                      "commit.latest_file@1", "commit.timeline_file@2", "commit.before_manifest")
+"""Where a commit is killed in turn: before its intent is whole (the next run adopts the staged rows
+and commits them itself), then at each step of writing what the intent names."""
+
+
 def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
         model: Path, tmp_path: Path, described: list[list[str]], caplog: pytest.LogCaptureFixture) -> None:
     archive, output = tmp_path / "archive", tmp_path / "scores"
@@ -337,6 +343,32 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
         assert (table.set_index("key").run_id == latest.run_id[table.key]).all()
     assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
     assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
+
+    # Killed at each step of a commit in turn (SIGKILL at a fail point), each run finishing what the
+    # one before began: the latest view always has one row per video, and no history row is written twice.
+    for clip in ("00.avi", "01.avi"):  # replaced files: scored again by the first of these runs
+        stat = (archive / clip).stat()
+        os.utime(archive / clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    for point in COMMIT_KILL_POINTS:
+        killed = subprocess.run([sys.executable, "-m", "jobs.score", *argv], cwd=Path(__file__).resolve().parents[2],
+                                env={**os.environ, "EMOTIW_FAIL_POINT": point}, capture_output=True, text=True,
+                                timeout=300)
+        assert killed.returncode == -signal.SIGKILL and f"fail point {point}" in killed.stderr, killed.stderr[-3000:]
+        assert len(_latest(output)) == 12, point
+    rescoring = sorted(output.glob("scores/run=*"))[-2:]  # the others were killed before they planned
+    assert [(run / "_commit.json").exists() for run in rescoring] == [False, True]
+    caplog.clear()
+    assert score.run(argv) == 0 and len(described) == 1  # finishes the commit, then nothing is left to do
+    assert any(f"run {rescoring[1].name.removeprefix('run=')} was killed during its commit" in r.getMessage()
+               for r in caplog.records)
+    latest = _latest(output)
+    assert len(latest) == 12 and set(latest.index[latest.run_id == rescoring[0].name.removeprefix("run=")]) == \
+        {"00.avi", "01.avi"}  # described by the first killed run, adopted by the second
+    history = pd.read_parquet(output / "scores")
+    assert not history.duplicated(["key", "run_id"]).any() and len(history) == 14
+    for table, columns in (("windows", ["key", "start_s", "run_id"]), ("tracks", ["key", "track_id", "run_id"])):
+        rows = pd.read_parquet(output / f"{table}_history")
+        assert not rows.duplicated(columns).any() and len(rows) == 14, table
 
 
 def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_with_exit_3(
