@@ -27,7 +27,7 @@ from featurizers.decoding.decode import FrameSampling
 from featurizers.embedding.registry import DEFAULT_FEATURIZER
 from jobs.job_setup import (
     add_face_selection_arguments,
-    check_output_folder,
+    check_output,
     configure_logging,
     detector_from_args,
     list_job_clips,
@@ -66,7 +66,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from pipelines.graph.face_export import run_face_export  # Beam, torch and the detector: not for --help
 
     try:
-        check_output_folder(args.output, replaced_whole=True)
+        check_output(args.output, replaced_whole=True)
         config = config_from_args(args)
         root = args.data_root or SAMPLE_ROOT / args.dataset
         refs, _ = list_job_clips(args.dataset, root, args.split, log)

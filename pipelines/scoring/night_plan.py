@@ -20,7 +20,7 @@ import pandas as pd
 
 from common import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from common.output_paths import check_output_folder
+from common.output_paths import check_output, check_output_folder
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import (
@@ -34,6 +34,9 @@ from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 from pipelines.scoring.score_store import ScoreStore, finished_manifest
 
 log = logging.getLogger("jobs.score")
+
+OUTPUT_FOLDERS = ("scores", "latest", "windows", "tracks", "windows_history", "tracks_history")
+"""What a run writes in under ``--output``; each is checked, like ``--output``, before the first video."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,10 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
     """The checks that need no model loaded and no video read; raises ValueError naming the flag.
 
     Returns the windows and tracks the flags ask for."""
-    check_output_folder(settings.output)
+    check_output(settings.output)
+    if not storage.is_remote(settings.output):  # the folders a run writes in, where they exist already
+        for folder in OUTPUT_FOLDERS:
+            check_output_folder(storage.join(settings.output, folder), "--output")
     for flag, value in (("--max-attempts", settings.max_attempts), ("--flush-clips", settings.flush_clips),
                         ("--flush-seconds", settings.flush_seconds),
                         ("--lock-stale-minutes", settings.lock_stale_minutes)):
