@@ -472,13 +472,23 @@ def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, where: st
     assert final.loc["broken.mp4", "status"] == "failed_permanently"
 
 
-def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
+def test_extract_writes_its_table_to_a_bucket(bucket: str, gcs_bucket: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "afew"
     target = root / "Train_AFEW" / "Happy" / HAPPY.name
     target.parent.mkdir(parents=True)
     shutil.copy(HAPPY, target)
+    monkeypatch.chdir(tmp_path)  # where a URL taken for a path would become a folder "s3:"
     argv = ["--dataset", "afew", "--data-root", str(root), "--frame-step", "10", "--output", f"{bucket}/features"]
-    assert extract.run(argv) == 0
+    assert extract.run([*argv, "--tracks-output", "s3://no-such-bucket/x"]) == 2  # checked before the first clip
+    assert "--tracks-output s3://no-such-bucket/x: there is no bucket 'no-such-bucket'" in capsys.readouterr().err
+    timeline = ["--frames-output", f"{gcs_bucket}/frames", "--windows-output", f"{bucket}/windows",
+                "--tracks-output", f"{gcs_bucket}/tracks", "--window-seconds", "1"]
+    assert extract.run([*argv, *timeline]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afew"]
+    for url, rows in ((f"{gcs_bucket}/frames", 5), (f"{bucket}/windows", 2), (f"{gcs_bucket}/tracks", 1)):
+        assert fsspec.open(f"{url}/_SUCCESS").fs.exists(f"{url}/_SUCCESS")
+        assert len(pd.read_parquet(url, storage_options={})) == rows, url
     first = _keys(bucket, "features")
     shard = next(k for k in first if k.endswith(".parquet"))
     first_written = written_at(f"{bucket}/{shard}")
