@@ -91,6 +91,14 @@ def _publish_remote(staging: str, output: str, summary: dict[str, Any] | None) -
     return output
 
 
+def is_complete(output: str | os.PathLike[str]) -> bool:
+    """Whether ``output`` holds one whole published table: on a disk, that it exists (it is swapped in
+    whole); in a bucket, that its ``_SUCCESS`` marker is there (absent while it is being replaced)."""
+    if storage.is_remote(output):
+        return storage.exists(storage.join(output, SUCCESS_FILE))
+    return os.path.isdir(output)
+
+
 def remove_leftovers(output: str | os.PathLike[str], max_age_s: float = LEFTOVER_AGE_S) -> list[str]:
     """Delete ``<output>.incomplete-*`` and ``<output>.old-*`` whose newest entry is older than ``max_age_s``.
 
