@@ -145,6 +145,8 @@ def _remote_leftovers(output: str) -> list[tuple[str, float]]:
     fs, path = storage.filesystem(output)
     protocol = output.split("://", 1)[0]
     parent, name = str(PurePosixPath(path).parent), PurePosixPath(path).name
+    if parent in ("", "."):  # the output is a whole bucket: nothing can lie beside it
+        return []
     try:
         entries = fs.ls(parent, detail=False, refresh=True)
     except FileNotFoundError:

@@ -81,10 +81,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     # pyarrow, the storage clients); the model, torch and Beam load in scoring_run, only for work.
     from common import storage
     from common.errors import EmotiwError
+    from pipelines.scoring.commit_intent import finish_unfinished_commits
     from pipelines.scoring.model_check import check_model
     from pipelines.scoring.night_plan import check_settings, commit_idle_night, empty_failures, list_archive, plan_night
     from pipelines.scoring.run_lock import LockHeld, LockLost, acquire
-    from pipelines.scoring.commit_intent import finish_unfinished_commits
     from pipelines.scoring.score_store import ScoreStore, new_run_id
 
     settings = scoring_settings(args, beam_args)
