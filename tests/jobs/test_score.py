@@ -473,7 +473,8 @@ def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, where: st
 
 
 def test_extract_writes_its_table_to_a_bucket(bucket: str, gcs_bucket: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "afew"
     target = root / "Train_AFEW" / "Happy" / HAPPY.name
     target.parent.mkdir(parents=True)
