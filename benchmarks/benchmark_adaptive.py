@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifiers.evaluation import class_scores  # noqa: E402
 from classifiers.model_io import TrainedModel, load_model  # noqa: E402
 from classifiers.scoring import top_two_margins  # noqa: E402
-from pipelines.extraction.adaptive import DEFAULT_SCHEDULE, AdaptivePlan, AdaptiveSettings  # noqa: E402
+from pipelines.extraction.adaptive import DEFAULT_SCHEDULE, AdaptiveSettings, next_level, on_grid  # noqa: E402
 from pipelines.extraction.adaptive_describer import describe_adaptive  # noqa: E402
 from pipelines.extraction.clip_describer import ClipExtractor, iter_clip_faces  # noqa: E402
 from pipelines.extraction.clip_records import ClipRef  # noqa: E402
@@ -122,25 +122,35 @@ def descriptor_label_and_margin(model: TrainedModel, descriptor: np.ndarray | No
     return int(np.argmax(scores[0])), float(top_two_margins(scores)[0])
 
 
-def replay(clip: ClipFaces, model: TrainedModel, steps: tuple[int, ...], threshold: float) -> dict:
+class ClipLevels:
+    """One clip's windows described at each step of the schedule (the threshold-free part of a replay)."""
+
+    def __init__(self, clip: ClipFaces, model: TrainedModel, steps: tuple[int, ...]) -> None:
+        self.clip, self.model, self.steps = clip, model, steps
+        self.accs: dict[int, list[ClipAccumulator]] = {}
+        self.margins: dict[int, list[float | None]] = {}
+        self.labels: dict[int, list[int | None]] = {}
+        for unit in np.unique(clip.units):
+            mine = clip.sampled[clip.units == unit]
+            accs = [clip.accumulator(mine[on_grid(mine, clip.base_step, step)]) for step in steps]
+            decided = [label_and_margin(model, acc) for acc in accs]
+            self.accs[int(unit)] = accs
+            self.labels[int(unit)] = [d[0] for d in decided]
+            self.margins[int(unit)] = [d[1] for d in decided]
+
+
+def replay(levels: ClipLevels, threshold: float) -> dict:
     """The adaptive decisions on one clip's described faces: per window, its final step, frames and label."""
-    plan = AdaptivePlan(steps, clip.sampled, clip.base_step, clip.units)
-    used: list[int] = []
-    accs: dict[int, ClipAccumulator] = {}
-    while not plan.finished:
-        used.extend(plan.wanted().tolist())
-        margins = {}
-        for unit in plan.open:
-            frames = np.array([f for f in used if clip.units[np.searchsorted(clip.sampled, f)] == unit])
-            accs[unit] = clip.accumulator(frames)
-            margins[unit] = label_and_margin(model, accs[unit])[1]
-        plan.settle(margins, threshold)
-    windows = {u: label_and_margin(model, accs[u])[0] for u in sorted(accs)}
-    whole = ClipAccumulator(clip.layout)
-    for acc in accs.values():
-        whole.merge(acc)
-    return {"windows": windows, "clip": label_and_margin(model, whole)[0], "frames": len(used),
-            "steps": dict(plan.final_step)}
+    windows, steps, frames = {}, {}, 0
+    whole = ClipAccumulator(levels.clip.layout)
+    for unit, margins in levels.margins.items():
+        level = 0
+        while next_level(levels.steps, level, margins[level], threshold) is not None:
+            level += 1
+        windows[unit], steps[unit] = levels.labels[unit][level], levels.steps[level]
+        frames += levels.accs[unit][level].n_frames
+        whole.merge(levels.accs[unit][level])
+    return {"windows": windows, "clip": label_and_margin(levels.model, whole)[0], "frames": frames, "steps": steps}
 
 
 def exact_labels(clip: ClipFaces, model: TrainedModel) -> dict:
@@ -160,8 +170,8 @@ def agreement(clips: list[ClipFaces], exact: list[dict], adaptive: list[dict]) -
 
 def sweep(clips: list[ClipFaces], model: TrainedModel, kind: str, steps: tuple[int, ...]) -> list[dict]:
     exact = [exact_labels(c, model) for c in clips]
-    return [{"threshold": t, **agreement(clips, exact, [replay(c, model, steps, t) for c in clips])}
-            for t in THRESHOLDS[kind]]
+    levels = [ClipLevels(c, model, steps) for c in clips]
+    return [{"threshold": t, **agreement(clips, exact, [replay(lv, t) for lv in levels])} for t in THRESHOLDS[kind]]
 
 
 def calibrate(table: list[dict]) -> float:
@@ -216,12 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptive.json")
     parser.add_argument("--window-seconds", type=float, default=2.0)
     parser.add_argument("--schedule", default=",".join(map(str, DEFAULT_SCHEDULE)))
+    parser.add_argument("--model", type=Path, help="calibrate this jobs.train model folder instead of training "
+                                                   "two on the sample clips")
     args = parser.parse_args(argv)
     steps = tuple(int(s) for s in args.schedule.split(","))
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="adaptive-bench-"))
-    models = {kind: load_model(folder) for kind, folder in train_models(work).items()}
-    config = extraction_config_for_model(models["decision_function"].provenance)
+    if args.model is not None:
+        own = load_model(args.model)
+        models = {"decision_function" if hasattr(own.pipeline, "decision_function") else "probability": own}
+    else:
+        models = {kind: load_model(folder) for kind, folder in train_models(work).items()}
+    first = next(iter(models))
+    config = extraction_config_for_model(models[first].provenance)
     config = replace(config, segment_frames=0, timeline=TimelineSettings(window_seconds=args.window_seconds))
     extractor = ClipExtractor(config)
     groups = {"720x576": sorted((args.clips / "afew").rglob("*.avi")),
@@ -246,11 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, clips in described.items():
         frames = sum(len(c.sampled) for c in clips)
         exact_s = sum(c.seconds for c in clips)
-        model = models["decision_function"]
+        model = models[first]
         exact = [exact_labels(c, model) for c in clips]
-        settings = AdaptiveSettings(steps, thresholds["decision_function"])
+        settings = AdaptiveSettings(steps, thresholds[first])
         adaptive_s, adaptive = timed_adaptive(extractor, clips, model, settings)
-        replayed = [replay(c, model, steps, settings.threshold) for c in clips]
+        replayed = [replay(ClipLevels(c, model, steps), settings.threshold) for c in clips]
         row = {"clips": len(clips), "frames": frames, "faces": sum(len(f) for c in clips for f in c.features.values()),
                "threshold": settings.threshold, "exact_s": round(exact_s, 2),
                "exact_fps": round(frames / exact_s, 2), "adaptive_s": round(adaptive_s, 2),
@@ -261,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind, model in models.items():  # the replay for each kind at its calibrated threshold
             ex = [exact_labels(c, model) for c in clips]
             row[f"replay_{kind}"] = {"threshold": thresholds[kind],
-                                     **agreement(clips, ex, [replay(c, model, steps, thresholds[kind])
+                                     **agreement(clips, ex, [replay(ClipLevels(c, model, steps), thresholds[kind])
                                                              for c in clips])}
         results["resolutions"][name] = row
         print(name, json.dumps(row), flush=True)

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "dividing the one before; clips are not split and get no track rows (default: exact)")
     parser.add_argument("--adaptive-threshold", type=float, metavar="MARGIN",
                         help="with --adaptive: the margin between the top two class scores that ends a window "
-                             "(default: calibrated, 0.5 for SVM margins, 0.3 for probabilities)")
+                             "(default: calibrated, 0.05 for SVM margins, 0.1 for forest probabilities; see the README)")
     add_featurizer_runtime_arguments(parser)
     add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
     return parser

@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 DEFAULT_SCHEDULE = (18, 9, 1)
-DEFAULT_THRESHOLDS = {"decision_function": 0.5, "probability": 0.3}
-"""The margin (top class score minus the second's) above which a window is done, per kind of class
-score: LinearSVC and SVC margins (``decision_function``), forest probabilities. Calibrated with
-``benchmarks/benchmark_adaptive.py --calibrate`` (see the README): the smallest share of frames
-that kept at least 97 % of the window labels of exact scoring on the benchmark clips."""
+DEFAULT_THRESHOLDS = {"decision_function": 0.05, "probability": 0.1}
+"""The margin (top class score minus the second's) at which a window is done, per kind of class
+score: LinearSVC and SVC margins (``decision_function``), forest probabilities. Calibrated by
+``benchmarks/benchmark_adaptive.py`` (results in ``benchmarks/results/adaptive.json``): of a grid of
+thresholds, the one with the fewest frames that kept at least 97 % of exact scoring's window labels
+on the 720x576 AFEW-like benchmark clips, with models trained on the six sample clips. Margins
+scale with the model: recalibrate for your own with ``benchmark_adaptive.py --model``."""
 
 SCHEDULE_FLAG = "--adaptive"
 THRESHOLD_FLAG = "--adaptive-threshold"

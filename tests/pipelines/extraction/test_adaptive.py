@@ -7,6 +7,7 @@ import pytest
 
 from classifiers.scoring import top_two_margins
 from pipelines.extraction.adaptive import (
+    DEFAULT_THRESHOLDS,
     AdaptivePlan,
     AdaptiveSettings,
     adaptive_from_flags,
@@ -41,8 +42,10 @@ def test_flags_give_settings_and_a_threshold_alone_is_refused() -> None:
     with pytest.raises(ValueError, match="--adaptive-threshold applies to adaptive scoring only"):
         adaptive_from_flags(None, 0.5)
     default = AdaptiveSettings((18, 9, 1))
-    assert default.resolved("decision_function").threshold == 0.5
-    assert default.resolved("probability").threshold == 0.3
+    assert default.resolved("decision_function").threshold == DEFAULT_THRESHOLDS["decision_function"]
+    assert default.resolved("probability").threshold == DEFAULT_THRESHOLDS["probability"]
+    with pytest.raises(ValueError, match="pass one"):
+        default.resolved("votes")
     assert AdaptiveSettings((18, 9, 1), 2.0).resolved("probability").threshold == 2.0  # the user's own wins
 
 
