@@ -12,7 +12,8 @@ failed ``--max-attempts`` times on the same file is given up (``failed_permanent
 run adds its own files under ``<output>/scores/run=<UTC time>/`` and updates the latest view
 ``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video), with the scores of each
 video's time windows in ``<output>/windows/`` and of each face track in ``<output>/tracks/``.
-Finished clips are written while the run goes on; a run that was killed is resumed by the next
+``--adaptive 18,9,1`` describes each window from fewer frames where the classifier is already
+confident (off by default: every sampled frame). Finished clips are written while the run goes on; a run that was killed is resumed by the next
 one, which reuses what it finished. One run at a time: a second one exits 3 at once.
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
