@@ -13,8 +13,9 @@ run adds its own files under ``<output>/scores/run=<UTC time>/`` and updates the
 ``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video), with the scores of each
 video's time windows in ``<output>/windows/`` and of each face track in ``<output>/tracks/``.
 ``--adaptive 18,9,1`` describes each window from fewer frames where the classifier is already
-confident (off by default: every sampled frame). Finished clips are written while the run goes on; a run that was killed is resumed by the next
-one, which reuses what it finished. One run at a time: a second one exits 3 at once.
+confident (off by default: every sampled frame). Finished clips are written while the run goes
+on; a run that was killed is resumed by the next one, which reuses what it finished. One run at
+a time: a second one exits 3 at once.
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
 Exit codes: 0 nothing failed, 1 this run saw a failure (the rows say why), 2 usage error,
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "dividing the one before; clips are not split and get no track rows (default: exact)")
     parser.add_argument("--adaptive-threshold", type=float, metavar="MARGIN",
                         help="with --adaptive: the margin between the top two class scores that ends a window "
-                             "(default: calibrated, 0.05 for SVM margins, 0.1 for forest probabilities; see the README)")
+                             "(default: calibrated, 0.05 for SVM margins, 0.1 for forest probabilities)")
     add_featurizer_runtime_arguments(parser)
     add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
     return parser
