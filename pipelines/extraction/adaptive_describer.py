@@ -60,11 +60,13 @@ class _ClipState:
         self.n_native: int | None = None
         self.window_error: str | None = None
         self.window_s = extractor.config.timeline.window_seconds
-        self.units: dict[int, ClipAccumulator] = {}
+        self.accumulators: dict[int, ClipAccumulator] = {}
+        """One per window (one for the clip with windows off), growing pass after pass."""
         self.n_corrupt = 0
 
     def first_pick(self, sampled: np.ndarray, fps: float) -> np.ndarray:
-        """The decoder's ``pick`` for the first pass: make the plan from every sampled frame, decode step 1's."""
+        """The decoder's ``pick`` for the first pass: make the plan from every sampled frame; the
+        first step's frames are decoded."""
         self.fps = fps
         base_step = self.extractor.config.sampling.step_for(fps)
         units = np.zeros(len(sampled), np.int64)
@@ -74,7 +76,7 @@ class _ClipState:
             except FrameRateError as exc:  # the clip is still scored as one unit; its windows get an error row
                 self.window_error = f"{type(exc).__name__}: {exc}"
         self.plan = AdaptivePlan(self.settings.steps, sampled, base_step, units)
-        self.units = {u: ClipAccumulator(self.extractor.layout) for u in self.plan.available()}
+        self.accumulators = {u: ClipAccumulator(self.extractor.layout) for u in self.plan.available()}
         return self.plan.wanted()
 
     def unit_of(self, frame_indices: np.ndarray) -> np.ndarray:
@@ -91,7 +93,7 @@ class _ClipState:
         faces = faces_of_chunk(chunk, extractor.detector.detect(chunk.frames), extractor.layout.aligns_faces)
         units = self.unit_of(frame_indices)
         for unit, count in zip(*np.unique(units, return_counts=True)):
-            self.units[int(unit)].add_frames(int(count))
+            self.accumulators[int(unit)].add_frames(int(count))
         if not faces.images:
             return
         features, _ = extractor.embed_faces(faces.images)
@@ -99,15 +101,15 @@ class _ClipState:
         face_units = units[faces.frame_positions]
         for unit in np.unique(face_units):
             mask = face_units == unit
-            self.units[int(unit)].add_faces(features[mask], face_frames[mask])
+            self.accumulators[int(unit)].add_faces(features[mask], face_frames[mask])
 
     def margins(self, margin_of: MarginFn) -> dict[int, float | None]:
         """The open windows' margins; None for a window without a face (no prediction)."""
         assert self.plan is not None
-        with_face = [u for u in sorted(self.plan.open) if self.units[u].has_face]
+        with_face = [u for u in sorted(self.plan.open) if self.accumulators[u].has_face]
         out: dict[int, float | None] = {u: None for u in self.plan.open}
         if with_face:
-            values = margin_of(np.stack([self.units[u].descriptor() for u in with_face]))
+            values = margin_of(np.stack([self.accumulators[u].descriptor() for u in with_face]))
             out.update({u: float(v) for u, v in zip(with_face, values)})
         return out
 
@@ -145,7 +147,7 @@ def describe_adaptive(extractor: ClipExtractor, task: SegmentTask, settings: Ada
     accumulator = ClipAccumulator(extractor.layout)
     adaptive = None
     if error is None and state.plan is not None:
-        for acc in state.units.values():
+        for acc in state.accumulators.values():
             accumulator.merge(acc)
         final = state.plan.final_step
         adaptive = {"frame_step": min(final.values()) if final else None,
@@ -164,8 +166,8 @@ def _window_rows(state: _ClipState) -> list[dict]:
     clip_end = clip_end_seconds(state.n_native, state.fps) if state.n_native and state.fps else None
     available = plan.available()
     rows = []
-    for unit in sorted(state.units):
-        row = window_row(Window(unit, state.window_s, state.units[unit]), clip_end)
+    for unit in sorted(state.accumulators):
+        row = window_row(Window(unit, state.window_s, state.accumulators[unit]), clip_end)
         row.update(frame_step=plan.final_step[unit], n_frames_available=available[unit])
         rows.append(row)
     return rows
