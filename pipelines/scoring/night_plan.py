@@ -21,6 +21,7 @@ import pandas as pd
 from common import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from common.output_paths import check_output, check_output_folder
+from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import (
@@ -60,6 +61,10 @@ class ScoringSettings:
     min_track_seconds: float = DEFAULT_MIN_TRACK_SECONDS
     lock_stale_minutes: float = DEFAULT_STALE_MINUTES
     """A lock whose heartbeat is older than this was left by a dead run."""
+    adaptive: str | None = None
+    """``--adaptive``: the schedule of frame steps, e.g. ``"18,9,1"`` (None: exact scoring)."""
+    adaptive_threshold: float | None = None
+    """``--adaptive-threshold``: the margin that ends a window (None: the calibrated default)."""
     beam_args: Sequence[str] = field(default_factory=tuple)
     """Flags for Beam (``--runner dask``, ...), as the job received them."""
 
@@ -77,6 +82,7 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
                         ("--lock-stale-minutes", settings.lock_stale_minutes)):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{flag} must be a positive number, got {value}")
+    adaptive_from_flags(settings.adaptive, settings.adaptive_threshold)
     return timeline_from_flags(settings.window_seconds, settings.min_track_seconds, windows=True, tracks=True,
                                windows_can_be_off=True)
 

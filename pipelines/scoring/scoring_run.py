@@ -20,6 +20,7 @@ from classifiers.model_io import MODEL_FILE, TrainedModel, load_pipeline
 from classifiers.scoring import scores_metadata, scores_schema, scores_table
 from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
 from common.schema import PROVENANCE_KEY
+from pipelines.extraction.adaptive import AdaptiveSettings, adaptive_from_flags
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
@@ -43,6 +44,8 @@ class ScoringSetup:
     model_sha256: str
     config: ExtractionConfig
     provenance: dict[str, Any]
+    adaptive: AdaptiveSettings | None = None
+    """Adaptive frame rate, its threshold resolved for the model's kind of scores (None: exact)."""
 
 
 def prepare(checked: CheckedModel, args: ScoringSettings) -> ScoringSetup:
@@ -54,7 +57,13 @@ def prepare(checked: CheckedModel, args: ScoringSettings) -> ScoringSetup:
     provenance = checked.config.provenance(checked.weights_sha256)
     warn_if_runtimes_differ(model.provenance.descriptor_provenance, provenance, trained_what=f"model {args.model}",
                             found_what="this scoring run")
-    return ScoringSetup(model, checked.model_sha256, checked.config, provenance)
+    adaptive = adaptive_from_flags(args.adaptive, args.adaptive_threshold)
+    if adaptive is not None:
+        adaptive = adaptive.resolved(score_kind(model))
+        provenance = {**provenance, "adaptive": adaptive.to_dict()}  # absent: exact scoring
+        log.info("adaptive frame rate: steps %s, margin threshold %g (%s)", list(adaptive.steps),
+                 adaptive.threshold, score_kind(model))
+    return ScoringSetup(model, checked.model_sha256, checked.config, provenance, adaptive)
 
 
 def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, run_id: str,
@@ -80,7 +89,8 @@ def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, 
                                timeline_schemas[TRACKS]))
         run_scoring_pipeline(refs, setup.config, setup.provenance, model_dir,
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
-                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline)
+                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline,
+                             setup.adaptive)
         rows = store.read_rows(store.staged_dir(run_id))
         lost = clips_without_rows(list(plan.to_score["key"]), rows["key"], "videos")
         if lost:
@@ -109,9 +119,12 @@ def model_info(setup: ScoringSetup, args: ScoringSettings) -> dict[str, Any]:
     prov = setup.model.provenance
     return {"model": str(args.model), "model_sha256": setup.model_sha256, "classifier": prov.classifier,
             "classes": prov.classes, "score_classes": score_classes(setup.model), "dataset": prov.dataset,
-            # SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores
-            "score_kind": "decision_function" if hasattr(setup.model.pipeline, "decision_function")
-            else "probability"}
+            "score_kind": score_kind(setup.model)}
+
+
+def score_kind(model: TrainedModel) -> str:
+    """SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores."""
+    return "decision_function" if hasattr(model.pipeline, "decision_function") else "probability"
 
 
 def timeline_metadata(metadata: dict[bytes, bytes], setup: ScoringSetup) -> dict[bytes, bytes]:

@@ -416,6 +416,53 @@ def test_a_lock_stale_time_that_is_not_a_positive_number_is_a_usage_error(value:
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--adaptive", "9,18,1"], "--adaptive steps must decrease"),
+    (["--adaptive", "18,x"], "--adaptive must be comma-separated frame steps"),
+    (["--adaptive", "18,9,1", "--adaptive-threshold", "-1"], "--adaptive-threshold must be a finite margin >= 0"),
+    (["--adaptive-threshold", "0.5"], "--adaptive-threshold applies to adaptive scoring only"),
+])
+def test_malformed_adaptive_flags_are_a_usage_error_before_the_model_is_read(
+        flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--model", str(tmp_path / "no-model"), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")]
+    assert score.run(argv + flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_adaptive_scoring_records_each_windows_step_and_frames_and_densified_equals_exact(
+        model: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy(HAPPY, archive / "a.avi")  # 2 s at 25 fps; the model samples every 10th frame: 0, 10, ..., 40
+
+    def run(name: str, *flags: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        output = tmp_path / name
+        assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output),
+                          "--window-seconds", "1", *flags]) == 0
+        return _latest(output), _windows(output)
+
+    exact, exact_windows = run("exact")
+    assert exact.frame_step.isna().all() and exact_windows.n_frames_available.isna().all()  # exact: no adaptive
+    # Threshold 0: every window with a face is done on the coarse grid, every 2nd sampled frame (0, 20 | 40).
+    coarse, coarse_windows = run("coarse", "--adaptive", "2,1", "--adaptive-threshold", "0")
+    assert coarse_windows.frame_step.tolist() == [2, 2]
+    assert coarse_windows.n_frames.tolist() == [2, 1] and coarse_windows.n_frames_available.tolist() == [3, 2]
+    assert (coarse.loc["a.avi", "frame_step"], coarse.loc["a.avi", "n_frames"],
+            coarse.loc["a.avi", "n_frames_available"]) == (2, 3, 5)
+    assert coarse.loc["a.avi", "predicted_label"] == "Happy"
+    provenance = read_provenance(pq.read_schema(next((tmp_path / "coarse" / "windows").glob("*.parquet"))))
+    assert provenance["adaptive"] == {"schedule": [2, 1], "threshold": 0.0}
+    # A threshold no margin reaches: every window ends on every frame, and scores as exact mode does.
+    dense, dense_windows = run("dense", "--adaptive", "2,1", "--adaptive-threshold", "1e9")
+    assert dense_windows.frame_step.tolist() == [1, 1]
+    assert dense_windows.n_frames.tolist() == exact_windows.n_frames.tolist() == [3, 2]
+    assert dense_windows.predicted_label.tolist() == exact_windows.predicted_label.tolist()
+    for column in ("score_Happy", "score_Neutral"):
+        np.testing.assert_allclose(dense_windows[column], exact_windows[column], rtol=1e-5)
+        np.testing.assert_allclose(dense[column], exact[column], rtol=1e-5)
+
+
 def _upload(bucket: str, key: str, source: Path | bytes) -> None:
     """With the store's own client, not through the job's storage functions."""
     body = source if isinstance(source, bytes) else source.read_bytes()
