@@ -376,12 +376,12 @@ def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_
     """A run paused (SIGSTOP) past the stale time is taken over; resumed, it must not commit."""
     archive, output = tmp_path / "archive", tmp_path / "scores"
     archive.mkdir()
-    for i in range(6):
+    for i in range(4):
         shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
     log_file = tmp_path / "job.log"  # a file, not a pipe: the job's log must never block it
     with log_file.open("w") as log:
         job = subprocess.Popen([sys.executable, "-m", "jobs.score", "--model", str(model), "--input", str(archive),
-                                "--output", str(output), "--flush-clips", "1", "--lock-stale-minutes", "0.05"],
+                                "--output", str(output), "--flush-clips", "1", "--lock-stale-minutes", "0.02"],
                                cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=log)
     deadline = time.monotonic() + 300
     try:
@@ -390,8 +390,8 @@ def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_
             assert time.monotonic() < deadline, "the job wrote no staged rows in time"
             time.sleep(0.05)
         job.send_signal(signal.SIGSTOP)
-        time.sleep(3.5)  # past its 3 s stale time: its heartbeat has stopped
-        taker = run_lock.acquire(str(output), "the-taker", stale_s=3.0)
+        time.sleep(1.6)  # past its 1.2 s stale time: its heartbeat has stopped
+        taker = run_lock.acquire(str(output), "the-taker", stale_s=1.2)
         job.send_signal(signal.SIGCONT)
         assert job.wait(timeout=300) == 3
     finally:
