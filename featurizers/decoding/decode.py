@@ -300,6 +300,8 @@ class _Child:
     shm_fd: int
     videos: int = 0
     """Videos it finished cleanly."""
+    environ: dict[str, str] = field(default_factory=dict)
+    """The environment it started with: a bucket's credentials and endpoint are read from it."""
 
     @classmethod
     def start(cls) -> _Child:
@@ -314,7 +316,8 @@ class _Child:
                 pass_fds=(child_in, child_out, shm_fd), env=env, stdin=subprocess.DEVNULL)
         finally:
             os.close(child_in), os.close(child_out)
-        return cls(process, Connection(to_child, readable=False), Connection(from_child, writable=False), shm_fd)
+        return cls(process, Connection(to_child, readable=False), Connection(from_child, writable=False), shm_fd,
+                   environ=dict(os.environ))
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -348,7 +351,7 @@ def _take_child() -> _Child:
     global _ready
     with _ready_lock:
         child, _ready = _ready, None
-    if child is not None and child.process.poll() is None:
+    if child is not None and child.process.poll() is None and child.environ == os.environ:
         return child
     if child is not None:
         child.close()

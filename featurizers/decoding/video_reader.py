@@ -10,7 +10,8 @@ needed, and nothing is decoded that was not asked for.
 
 Frames are numbered as decord numbers them, so indices and pixels stay what they were: one
 demux pass lists the stream's packets, and a frame's index is the rank of its timestamp among
-them (:mod:`featurizers.decoding.frame_index`). RGB conversion is FFmpeg's default (the same as decord's; equal to the bit on H.264).
+them (:mod:`featurizers.decoding.frame_index`). RGB conversion is FFmpeg's default (the same as
+decord's; equal to the bit on H.264).
 """
 
 from __future__ import annotations
