@@ -17,13 +17,17 @@ decord's; equal to the bit on H.264).
 from __future__ import annotations
 
 import math
+import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import BinaryIO
 
 import numpy as np
 
 from featurizers.decoding.frame_index import FrameIndex, index_of_packets
+from featurizers.decoding.mp4_index import SampleTable, find_moov, sample_table
 
 
 class ReadError(Exception):
@@ -53,12 +57,14 @@ class IndexedVideo:
     ``source`` is a local path or a seekable file object (a bucket's object read by byte ranges).
     Given an ``index`` (the clip's, or a segment's window of it, from the clip's probe), nothing
     is read to number the frames; without one, the index is built here: one demux pass that
-    reads the packets' timestamps and keyframe flags, decoding nothing.
+    reads the packets' timestamps and keyframe flags, decoding nothing; or, for an MP4/MOV file,
+    its sample tables alone (:mod:`featurizers.decoding.mp4_index`), without the media data.
     """
 
     def __init__(self, source: str | BinaryIO, index: FrameIndex | None = None) -> None:
         import av
 
+        table = _sample_table(source) if index is None else None
         try:
             self._container = av.open(source)
         except Exception as exc:  # PyAV raises its own error family for bad files, OSError for missing
@@ -68,6 +74,8 @@ class IndexedVideo:
             raise ReadError("the container holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.codec_context.thread_count = 1  # one worker decodes one clip; parallelism is Beam's
+        if index is None and table is not None:
+            index = self._index_of_table(table)
         if index is None:
             try:
                 index = self._index()
@@ -79,6 +87,25 @@ class IndexedVideo:
         self.n_frames = index.n_frames
         self.declared_frames = index.declared_frames
         """The frame count the container's header states (0: none); ``n_frames`` counts the packets."""
+
+    def _index_of_table(self, table: SampleTable) -> FrameIndex | None:
+        """The index from an MP4's sample tables, shifted as FFmpeg shifts them (measured on the first
+        packet); None when they do not describe this stream as FFmpeg reads it."""
+        stream = self._stream
+        if stream.time_base is None or stream.time_base != Fraction(1, table.timescale) or \
+                int(stream.frames or 0) not in (0, len(table.pts)):
+            return None
+        try:
+            first = next(p for p in self._container.demux(stream) if p.size)
+        except Exception:  # StopIteration or a demuxer error: the demux pass will say what is wrong
+            return None
+        if first.pts is None:
+            return None
+        self._container.seek(0)
+        shift = int(first.pts) - int(table.pts[0])
+        rate = stream.average_rate
+        packets = zip((table.pts + shift).tolist(), [None] * len(table.pts), table.keyframe.tolist())
+        return index_of_packets(packets, float(rate) if rate else math.nan, int(stream.frames or 0))
 
     def _index(self) -> FrameIndex:
         """The stream's frame index from one demux pass over its packets (no frame decoded)."""
@@ -170,6 +197,31 @@ class IndexedVideo:
             f"frames {indices[position]}-{indices[-1]} of {self.n_frames} could not be decoded: "
             "the stream ends before the frame count its container declares"
         )
+
+
+def _sample_table(source: str | BinaryIO) -> SampleTable | None:
+    """An MP4's first video track's sample table, read from its ``moov`` box only; None otherwise."""
+    try:
+        if isinstance(source, str):
+            if not os.path.isfile(source):  # a pipe: nothing may be read ahead of the demuxer
+                return None
+            with open(source, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                moov = find_moov(lambda at, n: os.pread(f.fileno(), n, at), size)
+        else:
+            size = source.seek(0, os.SEEK_END)
+
+            def read_at(at: int, n: int) -> bytes:
+                source.seek(at)
+                return source.read(n)
+
+            try:
+                moov = find_moov(read_at, size)
+            finally:
+                source.seek(0)
+        return sample_table(moov, size) if moov is not None else None
+    except (OSError, ValueError, struct.error, IndexError):
+        return None  # not an MP4 we read: the demux pass indexes it
 
 
 def _rgb(picture) -> np.ndarray:

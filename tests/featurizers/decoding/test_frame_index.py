@@ -128,3 +128,23 @@ def test_a_video_in_a_bucket_is_probed_and_split_by_byte_ranges(bucket, tmp_path
 def test_frame_index_is_compared_by_its_numbers_not_its_arrays():
     a = FrameIndex(np.arange(3), np.zeros(1, np.int64), 3, 25.0)
     assert a == FrameIndex(np.arange(3) * 2, np.zeros(1, np.int64), 3, 25.0)  # tasks stay comparable
+
+
+@pytest.mark.parametrize("make", [_h264, _variable_rate], ids=["h264-bframes", "vfr"])
+def test_an_mp4s_sample_tables_give_the_index_that_a_demux_pass_gives(make, tmp_path, astronaut, monkeypatch):
+    from featurizers.decoding import video_reader
+
+    path = str(make(tmp_path, astronaut))
+    assert video_reader._sample_table(path) is not None  # read from the moov box, no media data
+    video = video_reader.IndexedVideo(path)
+    from_tables = video.index
+    video.close()
+    monkeypatch.setattr(video_reader, "_sample_table", lambda source: None)
+    video = video_reader.IndexedVideo(path)
+    demuxed = video.index
+    video.close()
+    assert np.array_equal(from_tables.timestamps, demuxed.timestamps)
+    assert np.array_equal(from_tables.keyframes, demuxed.keyframes) and len(demuxed.keyframes) >= 3
+    assert from_tables == demuxed  # frame count, rate, declared count
+    # A cut faststart file (tables first, samples missing) is left to the demux pass: see test_decode's
+    # test_a_container_declaring_more_frames_than_it_holds_is_an_error_naming_the_missing_frames.
