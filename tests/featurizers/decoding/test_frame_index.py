@@ -94,18 +94,23 @@ def test_a_segment_ignores_its_own_corrupt_share_that_the_whole_clip_would_allow
     assert sum(c.n_corrupt for c in iter_frame_chunks(damaged, frame_range=(20, 30), limit_corrupt=False)) == 2
 
 
-def test_a_ranged_file_fetches_only_what_is_read_plus_its_read_ahead(tmp_path):
+def test_a_ranged_file_fetches_only_the_blocks_read_and_keeps_the_last_few(tmp_path):
     import fsspec
 
     path = tmp_path / "blob"
     path.write_bytes(bytes(range(256)) * 40)  # 10,240 bytes
-    ranged = RangedFile(fsspec.filesystem("file"), str(path), 10_240, read_ahead=1000)
+    ranged = RangedFile(fsspec.filesystem("file"), str(path), 10_240, block_bytes=1000, cached_blocks=2)
     ranged.seek(5000)
-    assert ranged.read(10) == bytes(range(136, 146)) and ranged.bytes_fetched == 1000
-    assert ranged.read(990) and ranged.bytes_fetched == 1000  # served from the block
+    assert ranged.read(10) == bytes(range(136, 146)) and ranged.bytes_fetched == 1000  # block 5
+    assert len(ranged.read(990)) == 990 and ranged.bytes_fetched == 1000  # served from it
     ranged.seek(-40, 2)
-    assert len(ranged.read(100)) == 40 and ranged.tell() == 10_240 and ranged.bytes_fetched == 1040
+    assert len(ranged.read(100)) == 40 and ranged.tell() == 10_240 and ranged.bytes_fetched == 1240  # block 10
     assert ranged.read(1) == b""
+    ranged.seek(5500)
+    assert ranged.read(1000) == (bytes(range(256)) * 40)[5500:6500] and ranged.bytes_fetched == 2240  # 5 kept, 6
+    ranged.seek(10_100)
+    ranged.read(1)
+    assert ranged.bytes_fetched == 2480  # block 10 was dropped: two blocks kept
 
 
 def test_a_video_in_a_bucket_is_probed_and_split_by_byte_ranges(bucket, tmp_path, astronaut):
