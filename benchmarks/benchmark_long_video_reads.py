@@ -4,8 +4,9 @@
 
 Makes (once, cached under ``--clip``) an hour-long 320x180, 25 fps H.264 clip of a face under a
 slow camera move (the samples' own material, ``scripts/make_sample_videos.py``, looped back and
-forth, with film grain for a real bitrate), then runs ``jobs.extract`` on it (direct runner, one process) from a local folder and
-from a bucket on moto's S3 server (started here, as the tests start it). Each clip is probed
+forth, with film grain for a real bitrate), then runs ``jobs.extract`` on it (direct runner,
+one process) from a local folder and from a bucket on moto's S3 server (started here, as the
+tests start it). Each clip is probed
 once (the planning step logs the bytes its probe read) and each segment logs the bytes its
 decoder read: from a bucket, the bytes fetched by ranged GETs; locally, the decoder process's
 ``rchar`` (/proc/self/io). Locally the decoder processes' ``rchar`` as a whole is also given
