@@ -27,7 +27,8 @@ from typing import BinaryIO
 import numpy as np
 
 from featurizers.decoding.frame_index import FrameIndex, index_of_packets
-from featurizers.decoding.mp4_index import SampleTable, find_moov, sample_table
+from featurizers.decoding.avi_index import avi_sample_table
+from featurizers.decoding.mp4_index import ReadAt, SampleTable, find_moov, sample_table
 
 
 class ReadError(Exception):
@@ -58,7 +59,8 @@ class IndexedVideo:
     Given an ``index`` (the clip's, or a segment's window of it, from the clip's probe), nothing
     is read to number the frames; without one, the index is built here: one demux pass that
     reads the packets' timestamps and keyframe flags, decoding nothing; or, for an MP4/MOV file,
-    its sample tables alone (:mod:`featurizers.decoding.mp4_index`), without the media data.
+    its sample tables alone (:mod:`featurizers.decoding.mp4_index`), for an AVI its ``idx1``
+    (:mod:`featurizers.decoding.avi_index`), without the media data.
     """
 
     def __init__(self, source: str | BinaryIO, index: FrameIndex | None = None) -> None:
@@ -92,8 +94,9 @@ class IndexedVideo:
         """The index from an MP4's sample tables, shifted as FFmpeg shifts them (measured on the first
         packet); None when they do not describe this stream as FFmpeg reads it."""
         stream = self._stream
-        if stream.time_base is None or stream.time_base != Fraction(1, table.timescale) or \
-                int(stream.frames or 0) not in (0, len(table.pts)):
+        if table.timescale and (stream.time_base is None or stream.time_base != Fraction(1, table.timescale)):
+            return None
+        if int(stream.frames or 0) not in (0, len(table.pts)):
             return None
         try:
             first = next(p for p in self._container.demux(stream) if p.size)
@@ -200,14 +203,14 @@ class IndexedVideo:
 
 
 def _sample_table(source: str | BinaryIO) -> SampleTable | None:
-    """An MP4's first video track's sample table, read from its ``moov`` box only; None otherwise."""
+    """The first video stream's frames from an MP4's ``moov`` box or an AVI's ``idx1`` only; None otherwise."""
     try:
         if isinstance(source, str):
             if not os.path.isfile(source):  # a pipe: nothing may be read ahead of the demuxer
                 return None
             with open(source, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
-                moov = find_moov(lambda at, n: os.pread(f.fileno(), n, at), size)
+                return _table_of(lambda at, n: os.pread(f.fileno(), n, at), size)
         else:
             size = source.seek(0, os.SEEK_END)
 
@@ -216,12 +219,18 @@ def _sample_table(source: str | BinaryIO) -> SampleTable | None:
                 return source.read(n)
 
             try:
-                moov = find_moov(read_at, size)
+                return _table_of(read_at, size)
             finally:
                 source.seek(0)
-        return sample_table(moov, size) if moov is not None else None
     except (OSError, ValueError, struct.error, IndexError):
         return None  # not an MP4 we read: the demux pass indexes it
+
+
+def _table_of(read_at: ReadAt, size: int) -> SampleTable | None:
+    moov = find_moov(read_at, size)
+    if moov is not None:
+        return sample_table(moov, size)
+    return avi_sample_table(read_at, size)
 
 
 def _rgb(picture) -> np.ndarray:

@@ -135,12 +135,13 @@ def test_frame_index_is_compared_by_its_numbers_not_its_arrays():
     assert a == FrameIndex(np.arange(3) * 2, np.zeros(1, np.int64), 3, 25.0)  # tasks stay comparable
 
 
-@pytest.mark.parametrize("make", [_h264, _variable_rate], ids=["h264-bframes", "vfr"])
-def test_an_mp4s_sample_tables_give_the_index_that_a_demux_pass_gives(make, tmp_path, astronaut, monkeypatch):
+@pytest.mark.parametrize("make", [_h264, _mpeg4_avi, _variable_rate], ids=["h264-bframes", "mpeg4-avi", "vfr"])
+def test_the_containers_own_index_gives_the_frame_index_that_a_demux_pass_gives(make, tmp_path, astronaut,
+                                                                              monkeypatch):
     from featurizers.decoding import video_reader
 
     path = str(make(tmp_path, astronaut))
-    assert video_reader._sample_table(path) is not None  # read from the moov box, no media data
+    assert video_reader._sample_table(path) is not None  # read from the moov box or idx1, no media data
     video = video_reader.IndexedVideo(path)
     from_tables = video.index
     video.close()
@@ -150,6 +151,7 @@ def test_an_mp4s_sample_tables_give_the_index_that_a_demux_pass_gives(make, tmp_
     video.close()
     assert np.array_equal(from_tables.timestamps, demuxed.timestamps)
     assert np.array_equal(from_tables.keyframes, demuxed.keyframes) and len(demuxed.keyframes) >= 3
+    assert not np.all(np.diff(demuxed.keyframes) == 1)  # not every frame a keyframe: the flags were read
     assert from_tables == demuxed  # frame count, rate, declared count
     # A cut faststart file (tables first, samples missing) is left to the demux pass: see test_decode's
     # test_a_container_declaring_more_frames_than_it_holds_is_an_error_naming_the_missing_frames.
