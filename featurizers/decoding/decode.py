@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -226,13 +226,16 @@ def probe_video(path: str | os.PathLike[str], sampling: FrameSampling = FrameSam
 
 
 def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
-                      frame_range: tuple[int, int] | None = None, *, index: FrameIndex | None = None,
-                      limit_corrupt: bool = True, stats: ReadStats | None = None) -> Iterator[FrameChunk]:
+                      frame_range: tuple[int, int] | None = None,
+                      pick: Callable[[np.ndarray, float], np.ndarray] | None = None, *,
+                      index: FrameIndex | None = None, limit_corrupt: bool = True,
+                      stats: ReadStats | None = None) -> Iterator[FrameChunk]:
     """Yield the sampled frames of a video chunk by chunk.
 
     ``frame_range=(start, stop)`` keeps only the sampled frames with native index in
     ``[start, stop)``; the sampling stays anchored at frame 0, so the chunks of consecutive
-    ranges concatenate to exactly the frames of the whole clip.
+    ranges concatenate to exactly the frames of the whole clip. ``pick(sampled, fps)``, when given,
+    returns the subset of the sampled native indices to decode (ascending; adaptive scoring).
 
     Decoding runs in a child process, at most two chunks ahead of the consumer, under a time
     limit that counts only the time the consumer waits for frames
@@ -253,6 +256,8 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
     with _DecoderProcess(p, sampling.open_timeout_for(0 if index is not None else size), index) as child:
         n_frames, fps, _, _ = child.info("opening the video")
         indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
+        if pick is not None:
+            indices = np.asarray(pick(indices, fps), np.int64)
         if sampling.clip_timeout_s is None:  # the frames' share of the default limit, now that they are known
             start, stop = (0, n_frames) if frame_range is None else (frame_range[0], min(frame_range[1], n_frames))
             child.extend_limit(sampling.timeout_for(max(0, stop - start)) - DECODE_TIMEOUT_BASE_S)

@@ -204,7 +204,7 @@ class ClipExtractor:
                     timeline_sink.tracks(last.track_rows)
                 part = None
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
-                             n_corrupt, part, stats.bytes_read)
+                             n_corrupt, part, bytes_read=stats.bytes_read)
 
     def describe_clip(self, ref: ClipRef, face_sink: FaceSink | None = None) -> ClipResult:
         """Describe one whole clip in this process, without Beam (the unsplit path: notebooks, benchmarks)."""

@@ -56,6 +56,8 @@ class SegmentResult:
     """Sampled frames the decoder left out as undecodable."""
     timeline: TimelinePart | None = None
     """A split clip's part of its windows and tracks, to be put together with the others' (None unsplit)."""
+    adaptive: dict[str, int | None] | None = None
+    """Adaptive scoring's clip columns (``frame_step``, ``n_frames_available``); None in exact mode."""
     bytes_read: int = -1
     """Bytes of the video the segment's decoder read (-1: unknown)."""
 

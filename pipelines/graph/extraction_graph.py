@@ -7,6 +7,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
+from pipelines.extraction.adaptive_describer import AdaptiveJudge
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.describe_steps import DescribeSegmentsFn, MergeSegmentsFn, OnClipResultsFn
@@ -27,6 +28,7 @@ def describe_and_write(
     flush_rows: int = FLUSH_EVERY_ROWS,
     flush_seconds: float | None = FLUSH_EVERY_S,
     timeline: TimelineOutputs | None = None,
+    adaptive: AdaptiveJudge | None = None,
 ) -> beam.PCollection:
     """The whole graph: list the clips, plan segments, describe them, write whole clips, merge split ones, write.
 
@@ -42,7 +44,8 @@ def describe_and_write(
     grouping waits for all of its input, and only split clips wait for it. ``post_process``
     maps each finished ClipResult to another (a classifier turning the descriptor into scores
     on the workers); ``schema`` is then the rows' schema. ``timeline`` is where window and track
-    rows go, written by the describing and merging steps themselves. The graph stays one chain.
+    rows go, written by the describing and merging steps themselves. ``adaptive`` describes each
+(whole) clip at an adaptive frame rate with the classifier's help. The graph stays one chain.
     """
     def write() -> beam.ParDo:
         return beam.ParDo(WriteShardsFn(config, provenance, clips_dir, schema, flush_rows, flush_seconds))
@@ -55,7 +58,7 @@ def describe_and_write(
         | "RedistributeClips" >> beam.Reshuffle()
         | "PlanSegments" >> plan_steps(pipeline, elements, config)
         | "RedistributeSegments" >> beam.Reshuffle()
-        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs), timeline))
+        | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs), timeline, adaptive))
     )
     if post_process is not None:
         described = described | "PostProcessWholeClips" >> beam.ParDo(OnClipResultsFn(post_process))

@@ -3,6 +3,7 @@ Beam's own flags passed on, unusable output folders refused before any work (exi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -141,6 +142,36 @@ def test_a_folder_the_user_may_not_write_in_is_refused():
                 code = 0
             except OutputPathError as exc:
                 code = 3 if f"no permission to write in {folder}" in str(exc) else 4
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
+
+
+def test_finetune_refuses_an_output_it_could_not_swap_into_place_before_training(tmp_path, capsys):
+    """The output may be writable while its parent is not: the staged folder beside it could then
+    never be made nor swapped in. (In a forked child that is not root, as above.)"""
+    from jobs import finetune
+
+    assert finetune.run(["--images", str(tmp_path), "--output", "s3://bucket/model"]) == 2
+    assert "fine-tuning writes a local folder" in capsys.readouterr().err
+    folder = Path(tempfile.mkdtemp(prefix="emotiw-read-only-"))
+    (folder / "model").mkdir()
+    os.chmod(folder / "model", 0o777)
+    os.chmod(folder, 0o555)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 5
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                sys.stderr = io.StringIO()
+                returned = finetune.run(["--images", str(folder), "--output", str(folder / "model")])
+                code = 3 if returned == 2 and f"no permission to write in {folder}" in sys.stderr.getvalue() else 4
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)

@@ -297,6 +297,13 @@ def test_a_night_with_nothing_new_loads_no_model_network_or_beam_and_writes_only
     run_lock.acquire(str(output), "the-next-run").release()  # and the lock was released
 
 
+COMMIT_KILL_POINTS = ("commit.intent_written", "commit.history_written", "commit.latest_file@1",
+                      "commit.timeline_file@2", "commit.before_manifest")
+"""Where a commit is killed in turn: once its intent is whole, then at each step of writing what the
+intent names. (Killed before its intent is whole, a run is one killed midway: the next run adopts its
+staged rows, as above; tests/pipelines/scoring/test_commit_intent.py checks that such an intent is ignored.)"""
+
+
 def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
         model: Path, tmp_path: Path, described: list[list[str]], caplog: pytest.LogCaptureFixture) -> None:
     archive, output = tmp_path / "archive", tmp_path / "scores"
@@ -337,6 +344,31 @@ def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_ag
         assert (table.set_index("key").run_id == latest.run_id[table.key]).all()
     assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
     assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
+
+    # Killed at each step of a commit in turn (SIGKILL at a fail point), each run finishing what the
+    # one before began: the latest view always has one row per video, and no history row is written twice.
+    for clip in ("00.avi", "01.avi"):  # replaced files: scored again by the first of these runs
+        stat = (archive / clip).stat()
+        os.utime(archive / clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    for point in COMMIT_KILL_POINTS:
+        killed = subprocess.run([sys.executable, "-m", "jobs.score", *argv], cwd=Path(__file__).resolve().parents[2],
+                                env={**os.environ, "EMOTIW_FAIL_POINT": point}, capture_output=True, text=True,
+                                timeout=300)
+        assert killed.returncode == -signal.SIGKILL and f"fail point {point}" in killed.stderr, killed.stderr[-3000:]
+        assert len(_latest(output)) == 12, point
+    rescoring = sorted(output.glob("scores/run=*"))[-1]  # the others were killed before they planned
+    assert (rescoring / "_commit.json").exists() and not (rescoring / "_manifest.json").exists()
+    caplog.clear()
+    assert score.run(argv) == 0 and len(described) == 1  # finishes the commit, then nothing is left to do
+    run_id = rescoring.name.removeprefix("run=")
+    assert any(f"run {run_id} was killed during its commit" in r.getMessage() for r in caplog.records)
+    latest = _latest(output)
+    assert len(latest) == 12 and set(latest.index[latest.run_id == run_id]) == {"00.avi", "01.avi"}
+    history = pd.read_parquet(output / "scores")
+    assert not history.duplicated(["key", "run_id"]).any() and len(history) == 14
+    for table, columns in (("windows", ["key", "start_s", "run_id"]), ("tracks", ["key", "track_id", "run_id"])):
+        rows = pd.read_parquet(output / f"{table}_history")
+        assert not rows.duplicated(columns).any() and len(rows) == 14, table
 
 
 def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_with_exit_3(
@@ -382,6 +414,53 @@ def test_a_lock_stale_time_that_is_not_a_positive_number_is_a_usage_error(value:
     assert score.run(argv) == 2  # checked before the model is even read
     assert f"--lock-stale-minutes must be a positive number, got {float(value)}" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adaptive", "9,18,1"], "--adaptive steps must decrease"),
+    (["--adaptive", "18,x"], "--adaptive must be comma-separated frame steps"),
+    (["--adaptive", "18,9,1", "--adaptive-threshold", "-1"], "--adaptive-threshold must be a finite margin >= 0"),
+    (["--adaptive-threshold", "0.5"], "--adaptive-threshold applies to adaptive scoring only"),
+])
+def test_malformed_adaptive_flags_are_a_usage_error_before_the_model_is_read(
+        flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--model", str(tmp_path / "no-model"), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")]
+    assert score.run(argv + flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_adaptive_scoring_records_each_windows_step_and_frames_and_densified_equals_exact(
+        model: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy(HAPPY, archive / "a.avi")  # 2 s at 25 fps; the model samples every 10th frame: 0, 10, ..., 40
+
+    def run(name: str, *flags: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        output = tmp_path / name
+        assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output),
+                          "--window-seconds", "1", *flags]) == 0
+        return _latest(output), _windows(output)
+
+    exact, exact_windows = run("exact")
+    assert exact.frame_step.isna().all() and exact_windows.n_frames_available.isna().all()  # exact: no adaptive
+    # Threshold 0: every window with a face is done on the coarse grid, every 2nd sampled frame (0, 20 | 40).
+    coarse, coarse_windows = run("coarse", "--adaptive", "2,1", "--adaptive-threshold", "0")
+    assert coarse_windows.frame_step.tolist() == [2, 2]
+    assert coarse_windows.n_frames.tolist() == [2, 1] and coarse_windows.n_frames_available.tolist() == [3, 2]
+    assert (coarse.loc["a.avi", "frame_step"], coarse.loc["a.avi", "n_frames"],
+            coarse.loc["a.avi", "n_frames_available"]) == (2, 3, 5)
+    assert coarse.loc["a.avi", "predicted_label"] == "Happy"
+    provenance = read_provenance(pq.read_schema(next((tmp_path / "coarse" / "windows").glob("*.parquet"))))
+    assert provenance["adaptive"] == {"schedule": [2, 1], "threshold": 0.0}
+    # A threshold no margin reaches: every window ends on every frame, and scores as exact mode does.
+    dense, dense_windows = run("dense", "--adaptive", "2,1", "--adaptive-threshold", "1e9")
+    assert dense_windows.frame_step.tolist() == [1, 1]
+    assert dense_windows.n_frames.tolist() == exact_windows.n_frames.tolist() == [3, 2]
+    assert dense_windows.predicted_label.tolist() == exact_windows.predicted_label.tolist()
+    for column in ("score_Happy", "score_Neutral"):
+        np.testing.assert_allclose(dense_windows[column], exact_windows[column], rtol=1e-5)
+        np.testing.assert_allclose(dense[column], exact[column], rtol=1e-5)
 
 
 def _upload(bucket: str, key: str, source: Path | bytes) -> None:
@@ -440,13 +519,24 @@ def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, where: st
     assert final.loc["broken.mp4", "status"] == "failed_permanently"
 
 
-def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
+def test_extract_writes_its_table_to_a_bucket(bucket: str, gcs_bucket: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "afew"
     target = root / "Train_AFEW" / "Happy" / HAPPY.name
     target.parent.mkdir(parents=True)
     shutil.copy(HAPPY, target)
+    monkeypatch.chdir(tmp_path)  # where a URL taken for a path would become a folder "s3:"
     argv = ["--dataset", "afew", "--data-root", str(root), "--frame-step", "10", "--output", f"{bucket}/features"]
-    assert extract.run(argv) == 0
+    assert extract.run([*argv, "--tracks-output", "s3://no-such-bucket/x"]) == 2  # checked before the first clip
+    assert "--tracks-output s3://no-such-bucket/x: there is no bucket 'no-such-bucket'" in capsys.readouterr().err
+    timeline = ["--frames-output", f"{gcs_bucket}/frames", "--windows-output", f"{bucket}/windows",
+                "--tracks-output", f"{gcs_bucket}/tracks", "--window-seconds", "1"]
+    assert extract.run([*argv, *timeline]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afew"]
+    for url, rows in ((f"{gcs_bucket}/frames", 5), (f"{bucket}/windows", 2), (f"{gcs_bucket}/tracks", 1)):
+        assert fsspec.open(f"{url}/_SUCCESS").fs.exists(f"{url}/_SUCCESS")
+        assert len(pd.read_parquet(url, storage_options={})) == rows, url
     first = _keys(bucket, "features")
     shard = next(k for k in first if k.endswith(".parquet"))
     first_written = written_at(f"{bucket}/{shard}")
@@ -455,7 +545,7 @@ def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> No
     assert table.clip_id.tolist() == [HAPPY.stem] and table.status.tolist() == ["ok"]
     assert len(table.descriptor.iloc[0]) > 0
     keys = _keys(bucket, "features")
-    assert "features/_summary.json" in keys and len(keys) == len(first) == 2
+    assert "features/_summary.json" in keys and "features/_SUCCESS" in keys and len(keys) == len(first) == 3
     assert not any(".incomplete-" in k for k in keys)
     # The same clip with the same outcome keeps its shard's name; the shard itself was written again.
     assert set(keys) == set(first) and written_at(f"{bucket}/{shard}") > first_written
