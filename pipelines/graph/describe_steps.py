@@ -94,9 +94,9 @@ class DescribeSegmentsFn(beam.DoFn):
             log_clip_done(clip, self._total, 1)
             yield clip
             return
-        log.info("clip %s, %s: %s, %d frames, %.1f frames/s", task.clip.clip_id, task.describe(),
-                 "failed" if result.error else "done", result.accumulator.n_frames,
-                 result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0)
+        log.info("clip %s, %s: %s, %d frames, %.1f frames/s, %d bytes of the video read", task.clip.clip_id,
+                 task.describe(), "failed" if result.error else "done", result.accumulator.n_frames,
+                 result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0, result.bytes_read)
         yield task.clip.clip_id, result
 
 

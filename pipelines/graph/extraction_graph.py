@@ -11,7 +11,7 @@ from pipelines.extraction.adaptive_describer import AdaptiveJudge
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.describe_steps import DescribeSegmentsFn, MergeSegmentsFn, OnClipResultsFn
-from pipelines.graph.planning import PlanSegmentsFn, planning_elements, spread_on_dask
+from pipelines.graph.planning import plan_steps, planning_elements, spread_on_dask
 from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.graph.write_steps import WriteShardsFn
 
@@ -32,9 +32,12 @@ def describe_and_write(
 ) -> beam.PCollection:
     """The whole graph: list the clips, plan segments, describe them, write whole clips, merge split ones, write.
 
-    Long local clips are listed as several planning elements (:func:`planning_elements`), and
-    on Beam's Dask runner each element gets its own partition (:func:`spread_on_dask`), so that
-    even a lone clip's segments reach different workers on a runner that never repartitions.
+    Each clip is probed once, on a worker, and all its segments share the frame index that probe
+    read (:func:`pipelines.graph.planning.plan_clip`). Long local clips are listed as several
+    planning elements (:func:`planning_elements`) that share that one probe's plan (a side input,
+    ``ProbeLongClips``), and on Beam's Dask runner each element gets its own partition
+    (:func:`spread_on_dask`), so that even a lone clip's segments reach different workers on a
+    runner that never repartitions.
     Segments are redistributed on their own, so the parts of one long clip run on different
     workers and meet again in one group. Whole clips are (post-processed and) written in the
     step fused with their description, so they reach storage as they finish: a batch runner's
@@ -53,7 +56,7 @@ def describe_and_write(
         pipeline
         | "ListClips" >> beam.Create(elements)
         | "RedistributeClips" >> beam.Reshuffle()
-        | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(config))
+        | "PlanSegments" >> plan_steps(pipeline, elements, config)
         | "RedistributeSegments" >> beam.Reshuffle()
         | "DescribeSegments" >> beam.ParDo(DescribeSegmentsFn(config, faces_dir, len(refs), timeline, adaptive))
     )
