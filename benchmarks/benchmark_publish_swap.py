@@ -3,15 +3,14 @@
     python benchmarks/benchmark_publish_swap.py --seconds 2
 
 Publishes a two-file table with ``common.publishing.publish`` in a loop while a separate reader
-process opens ``<output>`` and reads every file of it (the reader of
-``tests/common/test_publishing.py``), once with ``renameat2(RENAME_EXCHANGE)`` and once with the
+process opens ``<output>`` and reads every file of it (``tests/common/test_publishing.py`` runs the same
+race), once with ``renameat2(RENAME_EXCHANGE)`` and once with the
 two renames it replaced (the fallback, forced). Prints and writes results/publish_swap.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,15 +24,34 @@ from common import directory_swap  # noqa: E402
 from common.publishing import publish, staging_dir  # noqa: E402
 
 
-def _reader_source() -> str:
-    spec = importlib.util.spec_from_file_location("publishing_test", ROOT / "tests" / "common" / "test_publishing.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.READER
+READER = """
+import os, sys, time
+target, stop = sys.argv[1], time.monotonic() + float(sys.argv[2])
+reads = missing = deleted = 0
+while time.monotonic() < stop:
+    try:
+        folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        missing += 1
+        continue
+    try:
+        runs = set()
+        for name in ("part-0", "part-1", "_summary.json"):
+            with open(name, opener=lambda path, flags: os.open(path, flags, dir_fd=folder)) as part:
+                runs.add(part.read().strip() if name != "_summary.json" else part.read().split()[-2])
+        if len(runs) != 1:
+            print("mixed", runs, file=sys.stderr); sys.exit(1)
+        reads += 1
+    except FileNotFoundError:  # an old table, deleted after its successor was swapped in
+        deleted += 1
+    finally:
+        os.close(folder)
+print(reads, missing, deleted)
+"""
 
 
-def measure(seconds: float, reader: str) -> dict[str, int]:
-    output = Path(tempfile.mkdtemp(prefix="emotiw-publish-")) / "table"
+def publish_while_reading(output: Path, seconds: float) -> dict[str, int]:
+    """Publish a two-file table at ``output`` over and over while a reader process reads it whole."""
     published = 0
 
     def one_publish() -> None:
@@ -45,23 +63,29 @@ def measure(seconds: float, reader: str) -> dict[str, int]:
         published += 1
 
     one_publish()
-    process = subprocess.Popen([sys.executable, "-c", reader, str(output), str(seconds)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", READER, str(output), str(seconds)], stdout=subprocess.PIPE,
                                text=True)
     while process.poll() is None:
         one_publish()
-    reads, missing, deleted = map(int, process.communicate()[0].split())
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise AssertionError(f"the reader found a table of two runs (exit {process.returncode})")
+    reads, missing, deleted = map(int, out.split())
     return {"publishes": published, "whole_reads": reads, "no_table": missing,
             "old_table_deleted_under_reader": deleted}
+
+
+def measure(seconds: float) -> dict[str, int]:
+    return publish_while_reading(Path(tempfile.mkdtemp(prefix="emotiw-publish-")) / "table", seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    reader = _reader_source()
-    results = {"seconds": args.seconds, "exchange": measure(args.seconds, reader)}
+    results = {"seconds": args.seconds, "exchange": measure(args.seconds)}
     directory_swap.exchange = lambda a, b: False  # type: ignore[assignment]  # as on a file system without it
-    results["two_renames"] = measure(args.seconds, reader)
+    results["two_renames"] = measure(args.seconds)
     print(json.dumps(results, indent=2))
     (Path(__file__).parent / "results" / "publish_swap.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 
+from benchmarks.benchmark_publish_swap import publish_while_reading
 from common import directory_swap, storage
 from common.publishing import SUCCESS_FILE, publish, remove_leftovers, staging_dir
 
@@ -43,51 +42,11 @@ def test_without_rename_exchange_the_folder_is_replaced_by_two_renames(tmp_path:
     assert not new.exists()
 
 
-READER = """
-import os, sys, time
-target, stop = sys.argv[1], time.monotonic() + float(sys.argv[2])
-reads = missing = deleted = 0
-while time.monotonic() < stop:
-    try:
-        folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        missing += 1
-        continue
-    try:
-        runs = set()
-        for name in ("part-0", "part-1", "_summary.json"):
-            with open(name, opener=lambda path, flags: os.open(path, flags, dir_fd=folder)) as part:
-                runs.add(part.read().strip() if name != "_summary.json" else part.read().split()[-2])
-        if len(runs) != 1:
-            print("mixed", runs, file=sys.stderr); sys.exit(1)
-        reads += 1
-    except FileNotFoundError:  # an old table, deleted after its successor was swapped in
-        deleted += 1
-    finally:
-        os.close(folder)
-print(reads, missing, deleted)
-"""
-
-
 def test_a_reader_polling_while_tables_are_published_always_finds_one_whole_table(tmp_path: Path) -> None:
     output = tmp_path / "table"
-    published = 0
-
-    def one_publish() -> None:
-        nonlocal published
-        staging = Path(staging_dir(output))
-        for name in ("part-0", "part-1"):
-            (staging / name).write_text(str(published))
-        publish(staging, output, {"run": published})
-        published += 1
-
-    one_publish()
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(output), "1.5"], stdout=subprocess.PIPE, text=True)
-    while reader.poll() is None:
-        one_publish()
-    out, _ = reader.communicate()
-    reads, missing, _ = map(int, out.split())
-    assert reader.returncode == 0 and reads > 100 and published > 20
+    race = publish_while_reading(output, seconds=1.5)  # the reader exits non-zero on a table of two runs
+    reads, missing = race["whole_reads"], race["no_table"]
+    assert reads > 100 and race["publishes"] > 20
     assert missing == 0  # never a moment without the table
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]  # no staging or aside folder left
 
