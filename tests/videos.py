@@ -11,13 +11,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = REPO_ROOT / "sample_videos"
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str = "mpeg4") -> Path:
-    """Encode RGB frames with PyAV (mpeg4 in .avi, or H.264 in .mp4 when asked)."""
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str = "mpeg4",
+                options: dict[str, str] | None = None) -> Path:
+    """Encode RGB frames with PyAV (mpeg4 in .avi, or H.264 in .mp4 when asked; ``options`` are the
+    encoder's, e.g. ``{"g": "16", "bf": "2"}`` for a keyframe every 16 frames and B-frames)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         for frame in frames:

@@ -26,16 +26,8 @@ def test_the_index_ranks_frames_by_timestamp_and_a_window_starts_at_the_keyframe
 
 
 def _h264(tmp_path, astronaut):
-    import av
-
-    path = tmp_path / "bframes.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "10", "bf": "2"})
-        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
-        for frame in panning_frames(astronaut, 36, (48, 64)):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    return write_video(tmp_path / "bframes.mp4", panning_frames(astronaut, 36, (48, 64)), codec="libx264",
+                       options={"g": "10", "bf": "2"})
 
 
 def _mpeg4_avi(tmp_path, astronaut):
