@@ -2,8 +2,8 @@
 
     python benchmarks/benchmark_publish_swap.py --seconds 2
 
-Publishes a two-file table with ``common.publishing.publish`` in a loop while a separate reader
-process opens ``<output>`` and reads every file of it (``tests/common/test_publishing.py`` runs the same
+Publishes a two-file table with ``common.stores.publishing.publish`` in a loop while a separate reader
+process opens ``<output>`` and reads every file of it (``tests/common/stores/test_publishing.py`` runs the same
 race), once with ``renameat2(RENAME_EXCHANGE)`` and once with the
 two renames it replaced (the fallback, forced). Prints and writes results/publish_swap.json.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import directory_swap  # noqa: E402
-from common.publishing import publish, staging_dir  # noqa: E402
+from common.stores import directory_swap# noqa: E402
+from common.stores.publishing import publish, staging_dir  # noqa: E402
 
 
 READER = """

@@ -18,8 +18,8 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.evaluation import class_scores
-from common.parquet_io import frame_to_table
-from common.schema import ADAPTIVE_SCORE_FIELDS, PROVENANCE_KEY
+from common.tables.parquet_io import frame_to_table
+from common.tables.schema import ADAPTIVE_SCORE_FIELDS, PROVENANCE_KEY
 
 SCORING_KEY = b"emotiw_video_scoring"
 """Schema-metadata key of the model that wrote a scores table (the extraction's sits under PROVENANCE_KEY)."""

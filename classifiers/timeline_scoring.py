@@ -18,7 +18,7 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.scoring import predict_clips, score_column
-from common.schema import ADAPTIVE_SCORE_FIELDS
+from common.tables.schema import ADAPTIVE_SCORE_FIELDS
 
 RUN_FIELDS = (pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
               pa.field("run_id", pa.string(), nullable=False))

@@ -153,7 +153,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except (EmotiwError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from common.publishing import remove_leftovers
+    from common.stores.publishing import remove_leftovers
 
     remove_leftovers(args.output)  # what a run that died while swapping its folder in left (.old-*), a day on
     import torch
@@ -294,7 +294,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def publish_folder(staging: Path, output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str], settings: FinetuneSettings) -> None:
     """Write the featurizer folder in the staging folder, drop the checkpoint, and rename it into place."""
-    from common.publishing import publish
+    from common.stores.publishing import publish
     from featurizers.embedding.finetuned import save_featurizer_folder
     from featurizers.finetuning.training_state import CHECKPOINT_FILE
 

@@ -90,7 +90,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     # Imported once the command line is read. What a night without work needs is light (pandas,
     # pyarrow, the storage clients); the model, torch and Beam load in scoring_run, only for work.
-    from common import storage
+    from common.stores import storage
     from common.errors import EmotiwError
     from pipelines.scoring.commit_intent import finish_unfinished_commits
     from pipelines.scoring.model_check import check_model

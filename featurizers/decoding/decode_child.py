@@ -9,7 +9,7 @@ A decoder that hangs or aborts takes only this process down; the parent turns th
 :class:`~common.errors.VideoDecodeError` for the clip.
 
 A video in a bucket (``s3://``, ``gs://``) is opened through ranged reads
-(:class:`common.ranged_file.RangedFile`): the child fetches only the bytes it demuxes.
+(:class:`common.stores.ranged_file.RangedFile`): the child fetches only the bytes it demuxes.
 
 Messages (pickled over the two pipes):
   child -> parent: ("info", n_frames, fps, declared_frames, index or None, bytes_read)
@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from common.ranged_file import open_ranged
+from common.stores.ranged_file import open_ranged
 from featurizers.decoding.frame_index import FrameIndex
 from featurizers.decoding.video_reader import IndexedVideo, ReadError
 

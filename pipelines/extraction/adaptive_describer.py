@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from common.errors import FrameRateError
-from common.storage import local_copy
+from common.stores.storage import local_copy
 from featurizers.decoding.decode import FrameChunk, iter_frame_chunks
 from pipelines.extraction.adaptive import AdaptivePlan, AdaptiveSettings
 from pipelines.extraction.clip_describer import ClipExtractor, faces_of_chunk

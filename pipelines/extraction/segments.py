@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import corrupt_share_error
 from featurizers.decoding.frame_index import FrameIndex
 from pipelines.extraction.clip_records import ClipRef

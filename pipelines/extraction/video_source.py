@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from common.storage import is_remote, local_copy
+from common.stores.storage import is_remote, local_copy
 from featurizers.decoding.decode import FrameChunk, FrameSampling, ReadStats, iter_frame_chunks
 from featurizers.decoding.frame_index import FrameIndex
 

@@ -11,7 +11,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.utils import shared
 
-from common.schema import frame_table_schema
+from common.tables.schema import frame_table_schema
 from featurizers.embedding.registry import weights_identity
 from pipelines.extraction.adaptive_describer import AdaptiveJudge, describe_adaptive
 from pipelines.extraction.clip_describer import ClipExtractor, clip_result

@@ -25,10 +25,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 from PIL import Image
 
-from common import storage
-from common.parquet_io import read_columns, read_parquet, shard_paths, write_parquet
-from common.publishing import publish, staging_dir
-from common.shards import ShardWriter, read_shards, settle_table, write_rows
+from common.stores import storage
+from common.tables.parquet_io import read_columns, read_parquet, shard_paths, write_parquet
+from common.stores.publishing import publish, staging_dir
+from common.tables.shards import ShardWriter, read_shards, settle_table, write_rows
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows

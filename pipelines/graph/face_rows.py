@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from common import storage
-from common.shards import ShardWriter
+from common.stores import storage
+from common.tables.shards import ShardWriter
 
 FACE_ROWS_PER_SHARD = 4096
 

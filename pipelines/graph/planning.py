@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from common import storage
+from common.stores import storage
 from featurizers.decoding.decode import probe_video
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.segments import (

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
+from common.stores import storage
 from common.errors import EmotiwError
-from common.publishing import SUCCESS_FILE, is_complete
+from common.stores.publishing import SUCCESS_FILE, is_complete
 from pipelines.reporting.timeline_data import (
     PROBABILITY_PREFIX,
     SCORE_PREFIX,

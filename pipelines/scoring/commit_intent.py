@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
+from common.stores import storage
 from common.fail_points import fail_point
-from common.parquet_io import frame_to_table, read_parquet, write_parquet
+from common.tables.parquet_io import frame_to_table, read_parquet, write_parquet
 from pipelines.scoring.score_store import ScoreStore, finished_manifest
 from pipelines.scoring.timeline_store import TRACKS, WINDOWS, fold_timeline, write_timeline_history
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from common import storage
+from common.stores import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from common.output_paths import check_output, check_output_folder
+from common.stores.output_paths import check_output, check_output_folder
 from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig

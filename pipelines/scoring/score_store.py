@@ -29,10 +29,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
+from common.stores import storage
 from common.fail_points import fail_point
-from common.parquet_io import read_parquet, write_parquet
-from common.shards import read_shards, settle_table
+from common.tables.parquet_io import read_parquet, write_parquet
+from common.tables.shards import read_shards, settle_table
 from pipelines.scoring.archive_state import (
     INDEX_COLUMNS,
     LATEST_BUCKETS,
@@ -110,7 +110,7 @@ class ScoreStore:
 
     def read_rows(self, folder: str) -> pd.DataFrame:
         """Every ``part-*.parquet`` row of a folder, a video written twice (retried bundles) settled by
-        the one rule of :func:`common.shards.winning_attempts`; an unreadable part, cut by a kill, is skipped."""
+        the one rule of :func:`common.tables.shards.winning_attempts`; an unreadable part, cut by a kill, is skipped."""
         table = read_shards(folder)
         if table is None or table.num_rows == 0:
             return pd.DataFrame(columns=["key", "status", "scored_at"])

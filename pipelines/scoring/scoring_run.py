@@ -19,7 +19,7 @@ from classifiers.descriptors import warn_if_runtimes_differ
 from classifiers.model_io import MODEL_FILE, TrainedModel, load_pipeline
 from classifiers.scoring import scores_metadata, scores_schema, scores_table
 from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
-from common.schema import PROVENANCE_KEY
+from common.tables.schema import PROVENANCE_KEY
 from pipelines.extraction.adaptive import AdaptiveSettings, adaptive_from_flags
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig

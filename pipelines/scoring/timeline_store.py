@@ -29,9 +29,9 @@ from pathlib import PurePosixPath
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
+from common.stores import storage
 from common.fail_points import fail_point
-from common.parquet_io import read_parquet, write_parquet
+from common.tables.parquet_io import read_parquet, write_parquet
 from pipelines.graph.face_rows import clip_shard_key
 from pipelines.scoring.archive_state import FINAL_STATUSES, bucket_of
 from pipelines.scoring.score_store import RUN_PREFIX, ScoreStore, read_latest_file

@@ -13,7 +13,7 @@ import pytest
 import torch
 from videos import SAMPLES, panning_frames, write_video
 
-from common.schema import read_provenance
+from common.tables.schema import read_provenance
 from jobs import extract
 
 pytestmark = pytest.mark.slow

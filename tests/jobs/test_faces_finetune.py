@@ -14,7 +14,7 @@ from videos import SAMPLES
 
 from classifiers.descriptors import check_same_identity
 from common.errors import IncompatibleArtifactsError
-from common.schema import read_provenance
+from common.tables.schema import read_provenance
 from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
 from jobs import extract, faces, finetune
 

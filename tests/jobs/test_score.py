@@ -24,8 +24,8 @@ from videos import SAMPLES
 from classifiers.descriptors import load_descriptors
 from classifiers.model_io import load_model
 from classifiers.scoring import SCORING_KEY, predict_clips
-from common.schema import read_provenance
-from common.shards import written_at
+from common.tables.schema import read_provenance
+from common.tables.shards import written_at
 from jobs import extract, score, train
 from pipelines.graph.scoring_steps import run_scoring_pipeline
 from pipelines.scoring import night_plan, run_lock, scoring_run

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from videos import panning_frames, write_vfr_video, write_video
 
-from common.ranged_file import RangedFile
+from common.stores.ranged_file import RangedFile
 from featurizers.decoding.decode import FrameSampling, iter_frame_chunks, probe_video
 from featurizers.decoding.frame_index import FrameIndex, index_of_packets
 

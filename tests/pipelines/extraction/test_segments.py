@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import sampled_indices
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.segments import (

@@ -120,7 +120,7 @@ def test_latest_files_of_two_models_with_different_classes_are_read_together(tmp
 
 
 def test_a_scores_output_in_a_bucket_is_read_like_a_folder(scores, bucket):
-    from common import storage
+    from common.stores import storage
 
     fs, path = storage.filesystem(bucket)
     fs.put(str(scores), f"{path}/scores", recursive=True)
@@ -130,7 +130,7 @@ def test_a_scores_output_in_a_bucket_is_read_like_a_folder(scores, bucket):
 
 
 def test_an_extract_table_in_a_bucket_is_read_only_once_its_success_marker_is_there(tmp_path, bucket):
-    from common import storage
+    from common.stores import storage
 
     paths = write_extract_outputs(tmp_path)
     fs, path = storage.filesystem(bucket)

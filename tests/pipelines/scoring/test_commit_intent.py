@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from common.parquet_io import frame_to_table
+from common.tables.parquet_io import frame_to_table
 from pipelines.scoring.commit_intent import (
     INTENT_FILE,
     CommitIntent,

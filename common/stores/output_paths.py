@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from common import storage
+from common.stores import storage
 from common.errors import OutputPathError
 
 

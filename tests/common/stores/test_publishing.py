@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from benchmarks.benchmark_publish_swap import publish_while_reading
-from common import directory_swap, storage
-from common.publishing import SUCCESS_FILE, publish, remove_leftovers, staging_dir
+from common.stores import directory_swap, storage
+from common.stores.publishing import SUCCESS_FILE, publish, remove_leftovers, staging_dir
 
 
 def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ clip has its row does that folder become ``<output>``, so an interrupted run nev
 looks whole.
 
 - On a local disk the finished folder and the old ``<output>`` are exchanged in one atomic step
-  (:mod:`common.directory_swap`): a reader finds the old complete table or the new one, never none.
+  (:mod:`common.stores.directory_swap`): a reader finds the old complete table or the new one, never none.
 - In a bucket (``s3://``, ``gs://``), which has no rename, the shards are staged under
   ``<output>.incomplete-<id>/`` and copied under ``<output>``. ``<output>/_SUCCESS`` is removed
   first and written last, and old files are deleted only once every new one is in place: a reader
@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from common import storage
-from common.directory_swap import replace_directory
+from common.stores import storage
+from common.stores.directory_swap import replace_directory
 
 log = logging.getLogger(__name__)
 
