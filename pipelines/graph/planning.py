@@ -74,7 +74,7 @@ class PlanSegmentsFn(beam.DoFn):
             return [SegmentTask(ref)]
         sampling = self._config.sampling
         return plan_segments(ref, segment_ranges(info.n_frames, sampling.step_for(info.fps), segment_frames,
-                                                 sampling.chunk_size))
+                                                 self._config.segment_alignment))
 
 
 def planning_elements(refs: Iterable[ClipRef], config: ExtractionConfig) -> list[PlanningShard]:
