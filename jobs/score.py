@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from jobs.job_setup import add_featurizer_runtime_arguments, add_timeline_arguments, configure_logging, parse_job_args
+from jobs.job_setup import (
+    add_detection_mode_arguments,
+    add_featurizer_runtime_arguments,
+    add_timeline_arguments,
+    configure_logging,
+    parse_job_args,
+)
 from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flush-seconds", type=float, default=FLUSH_EVERY_S,
                         help="... or every this many seconds: what a killed run can lose")
     add_featurizer_runtime_arguments(parser)
+    add_detection_mode_arguments(parser)
     add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
     return parser
 
@@ -71,7 +78,8 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
         max_attempts=args.max_attempts, flush_clips=args.flush_clips, flush_seconds=args.flush_seconds,
         device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
         clip_timeout=args.clip_timeout, window_seconds=args.window_seconds, min_track_seconds=args.min_track_seconds,
-        lock_stale_minutes=args.lock_stale_minutes, beam_args=tuple(beam_args))
+        lock_stale_minutes=args.lock_stale_minutes, detect_every=args.detect_every,
+        detect_max_side=args.detect_max_side, beam_args=tuple(beam_args))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

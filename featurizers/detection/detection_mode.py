@@ -23,14 +23,15 @@ class DetectionMode:
     def exact(self) -> bool:
         return self.detect_every == 1 and self.max_side is None
 
-    def check(self, min_face_size: int) -> None:
-        """Raise ValueError naming the flag when a value cannot work with this minimum face size."""
+    def check(self, min_face_size: int, whose: str = "--min-face-size") -> None:
+        """Raise ValueError naming the flag when a value cannot work with this minimum face size
+        (``whose``: where that size comes from, for the message)."""
         if not isinstance(self.detect_every, int) or self.detect_every < 1:
             raise ValueError(f"--detect-every must be an integer >= 1 (1: detect on every frame), "
                              f"got {self.detect_every}")
         if self.max_side is not None and self.max_side < min_face_size:
             raise ValueError(f"--detect-max-side must be at least the minimum face size ({min_face_size} px, "
-                             f"--min-face-size), got {self.max_side}")
+                             f"{whose}), got {self.max_side}")
 
     def to_dict(self) -> dict[str, object]:
         """The provenance record: the mode's name and its settings."""

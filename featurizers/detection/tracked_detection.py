@@ -45,9 +45,10 @@ class KeyFrameDetector:
             if faces is None:
                 faces = self._refine(frames[row])
                 self.n_refined_frames += 1
+                self._follow(faces)
             else:
                 self.n_key_frames += 1
-            self._follow(faces)
+                self._restart(faces)
             found[row] = faces
         if len(positions):
             self._position = int(positions[-1])
@@ -59,6 +60,12 @@ class KeyFrameDetector:
         predicted = predict_boxes(self._last, self._previous)
         boxes = search_boxes(predicted)
         return self.detector.refine(frame[None], np.zeros(len(boxes), np.int64), boxes)[0]
+
+    def _restart(self, faces: FrameFaces) -> None:
+        """A key frame's faces start afresh, with no motion known: what they did before the key
+        frame must not matter, or a segment starting there would follow them otherwise."""
+        self._last = faces.boxes.astype(np.float32)
+        self._previous = np.full_like(self._last, np.nan)
 
     def _follow(self, faces: FrameFaces) -> None:
         """Remember this frame's faces, each with its box in the frame before when it continues one."""

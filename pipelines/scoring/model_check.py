@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from classifiers.descriptors import check_same_identity
 from classifiers.model_files import ModelProvenance, model_sha256, read_model_provenance
 from common.digests import file_sha256
+from featurizers.detection.detection_mode import DetectionMode
 from featurizers.embedding.registry import resolve_weights_path
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import TimelineSettings
@@ -37,7 +38,9 @@ def check_model(settings: ScoringSettings, timeline: TimelineSettings) -> Checke
     config = extraction_config_for_model(provenance, weights=settings.weights, device=settings.device,
                                          face_batch_size=settings.batch_size, backend=settings.backend,
                                          segment_frames=settings.segment_frames, clip_timeout_s=settings.clip_timeout)
-    config = replace(config, timeline=timeline)
+    detection = DetectionMode(settings.detect_every, settings.detect_max_side)
+    detection.check(config.detector.min_face_size, "the model's --min-face-size")  # before any network loads
+    config = replace(config, timeline=timeline, detection=detection)
     weights_sha256 = file_sha256(resolve_weights_path(config.spec, config.weights))
     check_same_identity(provenance.identity(), config.identity(weights_sha256),
                         expected_what=f"model {settings.model}", found_what="the featurizer available for scoring",

@@ -21,6 +21,7 @@ import pandas as pd
 from common import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from common.output_paths import check_output_folder
+from featurizers.detection.detection_mode import DetectionMode
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import (
@@ -57,6 +58,9 @@ class ScoringSettings:
     min_track_seconds: float = DEFAULT_MIN_TRACK_SECONDS
     lock_stale_minutes: float = DEFAULT_STALE_MINUTES
     """A lock whose heartbeat is older than this was left by a dead run."""
+    detect_every: int = 1
+    """Full face detection on every N-th sampled frame (1: exact, whatever the model was trained on)."""
+    detect_max_side: int | None = None
     beam_args: Sequence[str] = field(default_factory=tuple)
     """Flags for Beam (``--runner dask``, ...), as the job received them."""
 
@@ -71,6 +75,8 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
                         ("--lock-stale-minutes", settings.lock_stale_minutes)):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{flag} must be a positive number, got {value}")
+    # Against a 1-pixel face here; against the model's minimum face size once it is read (check_model).
+    DetectionMode(settings.detect_every, settings.detect_max_side).check(1, "a face of at least one pixel")
     return timeline_from_flags(settings.window_seconds, settings.min_track_seconds, windows=True, tracks=True,
                                windows_can_be_off=True)
 

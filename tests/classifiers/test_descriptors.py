@@ -124,5 +124,5 @@ def test_runtime_differences_name_each_library_and_the_backend(caplog: pytest.Lo
     assert runtime_differences(trained, detector_moved) == []  # made before the detector's backend was recorded
     with caplog.at_level(logging.WARNING):
         warn_if_runtimes_differ(trained, moved, trained_what="model m", found_what="descriptors d")
-    assert "model m was trained on descriptors made with other versions than descriptors d" in caplog.text
+    assert "model m was trained on descriptors made with other versions or settings than descriptors d" in caplog.text
     assert "pillow 12.3.0 -> 13.0.0" in caplog.text
