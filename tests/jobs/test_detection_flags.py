@@ -3,9 +3,9 @@ naming the flag, before any clip, model or network is read."""
 
 import pytest
 
+from featurizers.detection.detection_mode import DetectionMode
 from jobs import extract, faces, score
 from pipelines.extraction.settings import ExtractionConfig
-from featurizers.detection.detection_mode import DetectionMode
 
 
 @pytest.mark.parametrize("job", [extract, faces])
