@@ -174,7 +174,7 @@ class MtcnnCascade:
         return self._output(frames, boxes, frame_index)
 
     @torch.inference_mode()
-    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, rnet: bool = True) -> Detections:
+    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, rnet: bool = False) -> Detections:
         """The cascade's later stages on given boxes (K, 4) of frames (N, H, W, 3), instead of P-Net's
         proposals: R-Net (when ``rnet``) then O-Net score, move and square them as they do P-Net's,
         and O-Net gives the landmarks. A box either stage rejects is gone from the result."""

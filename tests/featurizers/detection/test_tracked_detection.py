@@ -35,7 +35,7 @@ def test_refining_the_cascades_own_boxes_finds_the_same_faces(detector, frames, 
     assert sum(len(f) for f in exact) >= len(frames)  # faces in every frame: a real comparison
     for want, got in zip(exact, refined, strict=True):
         assert len(got) == len(want)
-        assert box_iou(want.boxes, got.boxes).diagonal().min() > 0.85
+        assert box_iou(want.boxes, got.boxes).diagonal().min() > 0.8
         side = want.boxes[:, 2] - want.boxes[:, 0]
         assert (np.abs(got.landmarks - want.landmarks).max(axis=(1, 2)) < 0.05 * side).all()
 
@@ -49,7 +49,7 @@ def test_key_frames_get_the_full_cascade_and_the_frames_between_follow_the_face(
         if position % 4 == 0:  # the cascade itself, on a batch of the key frames alone
             np.testing.assert_allclose(got.boxes, want.boxes, atol=0.05)
         else:
-            assert box_iou(want.boxes, got.boxes)[0, 0] > 0.85
+            assert box_iou(want.boxes, got.boxes)[0, 0] > 0.8
 
 
 def test_a_segment_starting_on_a_block_gives_the_faces_of_the_whole_clip(detector, frames):
@@ -63,7 +63,7 @@ def test_a_segment_starting_on_a_block_gives_the_faces_of_the_whole_clip(detecto
 def test_a_pyramid_capped_below_the_frame_still_finds_the_face(frames, exact):
     capped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=200)).find_all(frames[:2])
     for want, got in zip(exact, capped):
-        assert len(got) == len(want) and box_iou(want.boxes, got.boxes)[0, 0] > 0.85
+        assert len(got) == len(want) and box_iou(want.boxes, got.boxes)[0, 0] > 0.8
     uncapped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=320)).find_all(frames[:2])
     for want, got in zip(exact, uncapped):  # a cap at the frame's own size changes nothing
         assert np.array_equal(want.boxes, got.boxes)
