@@ -125,7 +125,8 @@ def run_set(name: str, clips: list[Path], repeat: int) -> dict:
             "face_frames": sum(r["n_face_frames"] for r in rows[mode]),
             "detect_ms_per_frame": round(1000 * timing["detect_s"] / frames, 1),
             "embed_ms_per_frame": round(1000 * timing["embed_s"] / frames, 1),
-            "other_ms_per_frame": round(1000 * (timing["seconds"] - timing["detect_s"] - timing["embed_s"]) / frames, 1),
+            "other_ms_per_frame": round(1000 * (timing["seconds"] - timing["detect_s"] - timing["embed_s"]) / frames,
+                                        1),
             "load_average_1min": timing["load"],
         })
     return result

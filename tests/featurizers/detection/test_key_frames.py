@@ -26,8 +26,10 @@ def test_a_lost_key_frame_passes_its_role_to_the_next_frame_of_its_block():
 def test_a_box_moves_on_as_it_moved_and_stays_put_when_seen_once():
     last = np.array([[10, 20, 50, 60], [0, 0, 10, 10]], np.float32)
     previous = np.array([[8, 21, 48, 61], [np.nan] * 4], np.float32)
-    assert predict_boxes(last, previous).tolist() == [[12, 19, 52, 59], [0, 0, 10, 10]]
-    assert predict_boxes(last, None).tolist() == last.tolist()
+    assert predict_boxes(last, previous, gain=1).tolist() == [[12, 19, 52, 59], [0, 0, 10, 10]]
+    assert predict_boxes(last, previous, gain=0.5).tolist() == [[11, 19.5, 51, 59.5], [0, 0, 10, 10]]
+    assert predict_boxes(last, previous, gain=0).tolist() == last.tolist()
+    assert predict_boxes(last, None, gain=1).tolist() == last.tolist()
 
 
 def test_the_search_box_is_a_square_about_the_centre_grown_on_each_side():
