@@ -1,12 +1,13 @@
 """Detection on key frames, faces followed between them (``--detect-every N``).
 
-The full cascade runs on the first sampled frame of every block of N (:func:`key_frames.key_frame_mask`).
-On the frames between, each face of the frame before is looked for where its track predicts it
-(by default where it was: :data:`key_frames.MOTION_GAIN`), by O-Net (the cascade's last stage)
-on a crop of that box from the full-resolution frame; O-Net also gives the landmarks VGAF
-alignment needs. A face O-Net rejects is dropped until the next key frame, where new faces appear. One instance follows one clip, or one segment of it, from its first
-frame: the state never crosses a segment, and segments start on a block, so a split clip gives
-the faces of the unsplit one.
+The full cascade runs on the first sampled frame of every block of N
+(:func:`key_frames.key_frame_mask`). On the frames between, each face of the frame before is
+looked for where its track predicts it (by default where it was: :data:`key_frames.MOTION_GAIN`)
+by O-Net, the cascade's last stage, on a crop of that box from the full-resolution frame; O-Net
+also gives the landmarks VGAF alignment needs. A face O-Net rejects is dropped until the next
+key frame, where new faces appear. One instance follows one clip, or one segment of it, from its
+first frame: the state never crosses a segment, and segments start on a block, so a split clip
+gives the faces of the unsplit one.
 """
 
 from __future__ import annotations
