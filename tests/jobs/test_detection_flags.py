@@ -40,3 +40,16 @@ def test_the_mode_is_in_the_provenance_and_segments_start_on_a_key_frame():
                               detection=DetectionMode(5, 640))
     assert faster.provenance("0" * 64)["detection_mode"]["mode"] == "every-5+max-side-640"
     assert faster.segment_alignment == 160  # whole chunks of 32 and whole blocks of 5
+
+
+def test_every_job_detects_exactly_unless_asked_otherwise(tmp_path):
+    args = extract.build_parser().parse_args(["--dataset", "afew"])
+    assert extract.config_from_args(args).detection == DetectionMode() and DetectionMode().exact
+    args = faces.build_parser().parse_args(["--dataset", "vgaf", "--output", str(tmp_path)])
+    assert faces.config_from_args(args).detection == DetectionMode()
+    args = score.build_parser().parse_args(["--model", "m", "--input", "i", "--output", "o"])
+    settings = score.scoring_settings(args, [])
+    assert (settings.detect_every, settings.detect_max_side) == (1, None)
+    fast = extract.config_from_args(extract.build_parser().parse_args(
+        ["--dataset", "vgaf", "--detect-every", "5", "--detect-max-side", "640"]))
+    assert fast.detection == DetectionMode(5, 640)
