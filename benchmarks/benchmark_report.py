@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifiers.scoring import score_column, scores_schema, scores_table  # noqa: E402
-from common.schema import AFEW_CLASSES  # noqa: E402
+from common.tables.schema import AFEW_CLASSES  # noqa: E402
 from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.schema import DescriptorLayout  # noqa: E402
+from common.tables.schema import DescriptorLayout  # noqa: E402
 from pipelines.extraction.face_tracks import FaceTracker, stitch_tracks, track_rows  # noqa: E402
 from pipelines.extraction.statistics import ClipAccumulator  # noqa: E402
 from pipelines.extraction.windows import WindowedAccumulator  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import FrameSampling
 from featurizers.detection.detect import DetectorConfig, FaceDetector
 from featurizers.detection.face_crops import align_face, crop_face

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from common.errors import DatasetLayoutError, IncompatibleArtifactsError
-from common.schema import class_names, read_provenance
+from common.tables.schema import class_names, read_provenance
 
 logger = logging.getLogger(__name__)
 

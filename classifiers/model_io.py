@@ -31,7 +31,7 @@ from classifiers.model_files import (  # noqa: F401 - ModelProvenance and the fi
     read_model_provenance,
 )
 from common.errors import CheckpointFormatError, UnsafeCheckpointError
-from common.storage import write_atomically
+from common.stores.storage import write_atomically
 
 CLASSIFIER_TYPES: tuple[type, ...] = (LinearSVC, SVC, RandomForestClassifier)
 

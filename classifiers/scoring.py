@@ -18,7 +18,8 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.evaluation import class_scores
-from common.schema import PROVENANCE_KEY
+from common.tables.parquet_io import frame_to_table
+from common.tables.schema import ADAPTIVE_SCORE_FIELDS, PROVENANCE_KEY
 
 SCORING_KEY = b"emotiw_video_scoring"
 """Schema-metadata key of the model that wrote a scores table (the extraction's sits under PROVENANCE_KEY)."""
@@ -57,6 +58,7 @@ def scores_schema(score_classes: Sequence[str], metadata: dict[bytes, bytes] | N
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("featurizer", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
+        *ADAPTIVE_SCORE_FIELDS,
     ]
     return pa.schema(fields_, metadata=metadata)
 
@@ -81,6 +83,26 @@ def predict_clips(pipeline: Pipeline, classes: Sequence[str], X: np.ndarray,
     return labels, scores
 
 
+def top_two_margins(scores: np.ndarray) -> np.ndarray:
+    """Per row, the top class score minus the second's: how far the prediction is from a change.
+
+    ``scores`` are :func:`~classifiers.evaluation.class_scores` (one column per class: SVM margins
+    from ``decision_function``, where a binary problem's one margin d is the pair (-d, d), so its
+    margin is 2|d|; or probabilities). Adaptive scoring compares this with its threshold.
+    """
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"class scores must be (N, classes >= 2), got shape {scores.shape}")
+    top = np.partition(scores, -2, axis=1)[:, -2:]
+    return top[:, 1] - top[:, 0]
+
+
+def class_margins(pipeline: Pipeline, X: np.ndarray) -> np.ndarray:
+    """The margin between the top two class scores of each descriptor (:func:`top_two_margins`)."""
+    scores, _ = class_scores(pipeline, np.asarray(X, np.float32))
+    return top_two_margins(scores)
+
+
 def score_row(clip: Mapping[str, Any], pipeline: Pipeline, classes: Sequence[str], *, model_sha256: str,
               run_id: str, scored_at: pd.Timestamp) -> dict[str, Any]:
     """The scores row of one described clip (a descriptor-table row whose ``clip_id`` is the video's key).
@@ -98,22 +120,13 @@ def score_row(clip: Mapping[str, Any], pipeline: Pipeline, classes: Sequence[str
         **{score_column(name): float(values[0]) for name, values in scores.items()},
         "n_frames": clip["n_frames"], "n_face_frames": clip["n_face_frames"], "n_faces": clip["n_faces"],
         "scored_at": scored_at.floor("us"), "model_sha256": model_sha256, "featurizer": clip["featurizer"],
-        "run_id": run_id,
+        "run_id": run_id, "frame_step": clip.get("frame_step"), "n_frames_available": clip.get("n_frames_available"),
     }
 
 
 def scores_table(rows: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table of exactly ``schema`` (missing columns null, extra ones dropped)."""
-    rows = rows.reindex(columns=schema.names)
-    arrays = []
-    for column in schema:
-        values = rows[column.name]
-        if pa.types.is_timestamp(column.type):  # naive UTC values; the Arrow type carries the zone
-            values = pd.to_datetime(values, utc=True).dt.tz_localize(None)
-        elif pa.types.is_integer(column.type):
-            values = values.astype("Int64")
-        arrays.append(pa.array(values, type=column.type, from_pandas=True))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return frame_to_table(rows, schema)
 
 
 def scores_metadata(extraction_provenance: dict[str, Any], model: dict[str, Any]) -> dict[bytes, bytes]:

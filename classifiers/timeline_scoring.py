@@ -18,6 +18,7 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from classifiers.scoring import predict_clips, score_column
+from common.tables.schema import ADAPTIVE_SCORE_FIELDS
 
 RUN_FIELDS = (pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
               pa.field("run_id", pa.string(), nullable=False))
@@ -40,6 +41,7 @@ def window_scores_schema(score_classes: Sequence[str], metadata: dict[bytes, byt
         *(pa.field(score_column(c), pa.float64()) for c in score_classes),
         pa.field("error", pa.string()),
         *RUN_FIELDS,
+        *ADAPTIVE_SCORE_FIELDS,
     ], metadata=metadata)
 
 
@@ -76,7 +78,8 @@ def score_window_rows(key: str, rows: Sequence[dict[str, Any]], pipeline: Pipeli
     when = scored_at.floor("us")
     return [{"key": key, "start_s": r["start_s"], "end_s": r["end_s"], "n_frames": r["n_frames"],
              "n_face_frames": r["n_face_frames"], "has_face": bool(r["has_face"]), **p, "error": r.get("error"),
-             "scored_at": when, "run_id": run_id} for r, p in zip(rows, predictions)]
+             "scored_at": when, "run_id": run_id, "frame_step": r.get("frame_step"),
+             "n_frames_available": r.get("n_frames_available")} for r, p in zip(rows, predictions)]
 
 
 def score_track_rows(key: str, rows: Sequence[dict[str, Any]], descriptors: Sequence[np.ndarray],

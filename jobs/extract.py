@@ -23,7 +23,7 @@ from jobs.job_setup import (
     add_face_selection_arguments,
     add_featurizer_runtime_arguments,
     add_timeline_arguments,
-    check_output_folder,
+    check_output,
     configure_logging,
     detection_mode_from_args,
     detector_from_args,
@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_detection_mode_arguments(parser)
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
-    parser.add_argument("--frames-output", type=Path, help="also write one row per detected face to this folder "
-                                                           "(each with its track_id)")
+    parser.add_argument("--frames-output", metavar="DIR", help="also write one row per detected face to this folder "
+                                                              "or bucket prefix (each with its track_id)")
     add_timeline_arguments(parser)
     parser.add_argument("--windows-output", metavar="DIR",
                         help="also write one descriptor row per time window of each clip (--window-seconds)")
@@ -93,11 +93,11 @@ def run(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         output = args.output or str(Path("out") / f"{args.dataset}_{config.spec.short_name}")
-        check_output_folder(output, replaced_whole=True)
+        check_output(output, replaced_whole=True)
         for flag, folder in (("--frames-output", args.frames_output), ("--windows-output", args.windows_output),
                              ("--tracks-output", args.tracks_output)):
             if folder is not None:
-                check_output_folder(folder, flag, replaced_whole=True)
+                check_output(folder, flag, replaced_whole=True)
         root = args.data_root or SAMPLE_ROOT / ("afew" if args.dataset == "folder" else args.dataset)
         refs, warnings = list_job_clips(args.dataset, root, args.split, log)
         weights_sha = checkpoint_sha256(resolve_weights_path(config.spec, config.weights))

@@ -28,7 +28,7 @@ from featurizers.embedding.registry import DEFAULT_FEATURIZER
 from jobs.job_setup import (
     add_detection_mode_arguments,
     add_face_selection_arguments,
-    check_output_folder,
+    check_output,
     configure_logging,
     detection_mode_from_args,
     detector_from_args,
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, help="dataset folder (default: the shipped sample of the dataset)")
     parser.add_argument("--split", default="train", choices=("train", "val", "test", "all"),
                         help="default train (unlabelled clips, e.g. AFEW's test split, are listed and skipped)")
-    parser.add_argument("--output", required=True, type=Path, help="image folder to write")
+    parser.add_argument("--output", required=True, help="image folder (or bucket prefix, s3://... gs://...) to write")
     add_face_selection_arguments(parser)
     add_detection_mode_arguments(parser)
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
@@ -71,7 +71,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from pipelines.graph.face_export import run_face_export  # Beam, torch and the detector: not for --help
 
     try:
-        check_output_folder(args.output, replaced_whole=True)
+        check_output(args.output, replaced_whole=True)
         config = config_from_args(args)
         root = args.data_root or SAMPLE_ROOT / args.dataset
         refs, _ = list_job_clips(args.dataset, root, args.split, log)

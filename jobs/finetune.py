@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base", default=DEFAULT_FEATURIZER, metavar="NAME_OR_FOLDER",
                         help=f"featurizer to start from: {', '.join(sorted(FEATURIZERS))}, or a fine-tuned folder")
     parser.add_argument("--weights", help="the base's weights file or folder (HSEmotion checkpoints)")
-    parser.add_argument("--output", required=True, type=Path, help="featurizer folder to write (local)")
+    parser.add_argument("--output", required=True, help="featurizer folder to write (local)")
     val = parser.add_mutually_exclusive_group()
     val.add_argument("--val-fraction", type=float, default=0.1,
                      help="share of the images held out for validation, whole clips at a time (default 0.1)")
@@ -148,10 +148,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         if "://" in str(args.output):
             raise ValueError(f"--output {args.output}: fine-tuning writes a local folder; copy it to a bucket after")
-        check_output_folder(args.output)
+        check_output_folder(args.output, replaced_whole=True)  # staged beside it, then swapped in
+        args.output = Path(args.output)  # a Path only now: Path("s3://b/x") would be the folder "s3:/b/x"
     except (EmotiwError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from common.stores.publishing import remove_leftovers
+
+    remove_leftovers(args.output)  # what a run that died while swapping its folder in left (.old-*), a day on
     import torch
 
     from featurizers.embedding.checkpoints import checkpoint_sha256
@@ -290,7 +294,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def publish_folder(staging: Path, output: Path, result: FinetuneResult, description: FinetunedDescription,
                    skipped: dict[str, str], settings: FinetuneSettings) -> None:
     """Write the featurizer folder in the staging folder, drop the checkpoint, and rename it into place."""
-    from common.publishing import publish
+    from common.stores.publishing import publish
     from featurizers.embedding.finetuned import save_featurizer_folder
     from featurizers.finetuning.training_state import CHECKPOINT_FILE
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import DatasetLayoutError
-from common.output_paths import check_output_folder  # noqa: F401 - for the jobs
+from common.stores.output_paths import check_output, check_output_folder  # noqa: F401 - for the jobs
 from pipelines.graph.runner import DASK_RUNNER, LOCAL_RUNNER, pipeline_options, with_runner_resolved  # noqa: F401
 
 if TYPE_CHECKING:

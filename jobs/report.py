@@ -76,7 +76,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     # pandas and pyarrow are imported once the command line is read.
-    from common import storage
+    from common.stores import storage
     from pipelines.reporting.html_report import render_report
     from pipelines.reporting.report_sources import ReportInputError, load_extract_report, load_scores_report
 

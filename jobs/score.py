@@ -12,8 +12,10 @@ failed ``--max-attempts`` times on the same file is given up (``failed_permanent
 run adds its own files under ``<output>/scores/run=<UTC time>/`` and updates the latest view
 ``<output>/latest/`` (``pandas.read_parquet`` of it: one row per video), with the scores of each
 video's time windows in ``<output>/windows/`` and of each face track in ``<output>/tracks/``.
-Finished clips are written while the run goes on; a run that was killed is resumed by the next
-one, which reuses what it finished. One run at a time: a second one exits 3 at once.
+``--adaptive 18,9,1`` describes each window from fewer frames where the classifier is already
+confident (off by default: every sampled frame). Finished clips are written while the run goes
+on; a run that was killed is resumed by the next one, which reuses what it finished. One run at
+a time: a second one exits 3 at once.
 
 Flags the job does not know go to Beam (``--runner dask``, ``--direct_num_workers 2``, ...).
 Exit codes: 0 nothing failed, 1 this run saw a failure (the rows say why), 2 usage error,
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scored clips are written to storage at least every this many clips per worker ...")
     parser.add_argument("--flush-seconds", type=float, default=FLUSH_EVERY_S,
                         help="... or every this many seconds: what a killed run can lose")
+    parser.add_argument("--adaptive", metavar="STEPS",
+                        help="adaptive frame rate, e.g. 18,9,1: each window (the clip with --window-seconds 0) is "
+                             "described from every 18th frame, then every 9th, then every frame, until the "
+                             "classifier's top-two margin reaches --adaptive-threshold; steps decrease, each "
+                             "dividing the one before; clips are not split and get no track rows (default: exact)")
+    parser.add_argument("--adaptive-threshold", type=float, metavar="MARGIN",
+                        help="with --adaptive: the margin between the top two class scores that ends a window "
+                             "(default: calibrated, 0.05 for SVM margins, 0.1 for forest probabilities)")
     add_featurizer_runtime_arguments(parser)
     add_detection_mode_arguments(parser)
     add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
@@ -78,7 +88,8 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
         max_attempts=args.max_attempts, flush_clips=args.flush_clips, flush_seconds=args.flush_seconds,
         device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
         clip_timeout=args.clip_timeout, window_seconds=args.window_seconds, min_track_seconds=args.min_track_seconds,
-        lock_stale_minutes=args.lock_stale_minutes, detect_every=args.detect_every,
+        lock_stale_minutes=args.lock_stale_minutes, adaptive=args.adaptive,
+        adaptive_threshold=args.adaptive_threshold, detect_every=args.detect_every,
         detect_max_side=args.detect_max_side, beam_args=tuple(beam_args))
 
 
@@ -87,12 +98,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_job_args(build_parser(), argv, beam=True)
     # Imported once the command line is read. What a night without work needs is light (pandas,
     # pyarrow, the storage clients); the model, torch and Beam load in scoring_run, only for work.
-    from common import storage
+    from common.stores import storage
     from common.errors import EmotiwError
+    from pipelines.scoring.commit_intent import finish_unfinished_commits
     from pipelines.scoring.model_check import check_model
     from pipelines.scoring.night_plan import check_settings, commit_idle_night, empty_failures, list_archive, plan_night
     from pipelines.scoring.run_lock import LockHeld, LockLost, acquire
-    from pipelines.scoring.score_store import new_run_id
+    from pipelines.scoring.score_store import ScoreStore, new_run_id
 
     settings = scoring_settings(args, beam_args)
     try:
@@ -108,6 +120,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     lock.start_heartbeat()
     try:
+        finish_unfinished_commits(ScoreStore(args.output), before_commit=lock.confirm)  # killed mid-commit
         try:
             listing = list_archive(settings)
             night = plan_night(settings, listing, checked.model_sha256)

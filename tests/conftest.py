@@ -11,12 +11,24 @@ from stores import GCS_CLIENT_ENV
 os.environ.update(GCS_CLIENT_ENV)  # before anything imports gcsfs, in this process and the ones it starts
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker a core, at most 4, since each worker holds its own
+    networks (about 2 GB with Beam's and the decoder's processes)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_folder(tmp_path_factory):
     """The exported and compiled featurizers go to a folder of this test session, not ~/.cache
-    (set in the environment, so Beam's worker processes see it too)."""
+    (set in the environment, so Beam's worker processes see it too). The suite's xdist workers share
+    one, so each network is exported and compiled once per run; the cache's writes are atomic renames."""
     previous = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is <run>/popen-gwN: the run's folder is its parent
+        folder = tmp_path_factory.getbasetemp().parent / "shared-cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
     yield
     if previous is None:
         del os.environ["XDG_CACHE_HOME"]

@@ -26,8 +26,8 @@ START_DELAY_S = 0.02
 
 def leave_stale_lock(output: str, round_no: int, dead_pid: int) -> None:
     """Write the lock of a run that will never release it (the parent plays that run)."""
-    from common import storage
-    from common.versioned_file import versioned_file
+    from common.stores import storage
+    from common.stores.versioned_file import versioned_file
     from pipelines.scoring import run_lock
 
     now = time.time()

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from classifiers.scoring import score_column, scores_schema, scores_table
 from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
-from common.parquet_io import rows_to_table
-from common.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
-from common.timeline_schema import track_table_schema, window_table_schema
+from common.tables.parquet_io import rows_to_table
+from common.tables.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
+from common.tables.timeline_schema import track_table_schema, window_table_schema
 from pipelines.scoring.score_store import ScoreStore
 
 CLASSES = AFEW_CLASSES

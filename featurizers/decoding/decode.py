@@ -14,8 +14,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from common.errors import VideoDecodeError
 from featurizers.decoding.decode_child import SLOTS
+from featurizers.decoding.frame_index import FrameIndex
 
 DECODE_TIMEOUT_BASE_S = 60.0
 DECODE_TIMEOUT_PER_FRAME_S = 0.05
@@ -69,11 +70,11 @@ class FrameSampling:
             return self.clip_timeout_s
         return DECODE_TIMEOUT_BASE_S + DECODE_TIMEOUT_PER_FRAME_S * n_native_frames
 
-    def open_timeout_for(self, path: Path) -> float:
-        """The time limit to open a video (its packets are all read once), by the file's size."""
+    def open_timeout_for(self, path: Path | int) -> float:
+        """The time limit to open a video (its packets may all be read once), by the file's size (or a size)."""
         if self.clip_timeout_s is not None:
             return self.clip_timeout_s
-        size = path.stat().st_size if path.is_file() else 0
+        size = path if isinstance(path, int) else (path.stat().st_size if path.is_file() else 0)
         return DECODE_TIMEOUT_BASE_S + size / OPEN_TIMEOUT_BYTES_PER_S
 
     def to_dict(self) -> dict[str, object]:
@@ -102,6 +103,17 @@ class VideoInfo:
     n_frames: int
     """Frames the container declares (decord counts the video packets)."""
     fps: float
+    index: FrameIndex | None = field(default=None, compare=False, repr=False)
+    """Every frame's timestamp and keyframe flag: what its segments need to seek and number frames."""
+    bytes_read: int = -1
+    """Bytes of the video the probe read (-1: unknown)."""
+
+
+@dataclass
+class ReadStats:
+    """Filled in as a clip (or segment) is decoded: the bytes of the video its decoder read (-1: unknown)."""
+
+    bytes_read: int = -1
 
 
 def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | None = None) -> np.ndarray:
@@ -115,6 +127,38 @@ def sampled_indices(n_frames: int, step: int, frame_range: tuple[int, int] | Non
         raise ValueError(f"frame range must satisfy 0 <= start <= stop, got [{start}, {stop})")
     first = -(-start // step) * step  # the first multiple of step at or after start
     return np.arange(first, min(stop, n_frames), step, dtype=np.int64)
+
+
+def is_remote(source: str | os.PathLike[str]) -> bool:
+    """True for a bucket's URL (``s3://``, ``gs://``), which the decoder reads by byte ranges."""
+    text = str(source)
+    return "://" in text and not text.startswith("file://")
+
+
+def check_video_source(source: str | os.PathLike[str]) -> tuple[str, int]:
+    """:func:`check_video_path` for a path or a bucket's URL: what to hand the decoder, and the size in bytes."""
+    if not is_remote(source):
+        p = check_video_path(source)
+        return str(p), (p.stat().st_size if p.is_file() else 0)
+    import fsspec
+
+    url = str(source)
+    try:
+        fs, key = fsspec.core.url_to_fs(url)
+        info = fs.info(key)
+    except FileNotFoundError:
+        raise VideoDecodeError(f"{url}: no such object") from None
+    except Exception as exc:  # credentials, network: the message of the store's client says which
+        raise VideoDecodeError(f"{url}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    if info.get("type") == "directory":
+        raise VideoDecodeError(f"{url}: is a folder, not a video file")
+    size = int(info.get("size") or 0)
+    if size == 0:
+        raise VideoDecodeError(f"{url}: empty file (0 bytes)")
+    missing = _riff_missing(bytes(fs.cat_file(key, start=0, end=min(12, size))), size)
+    if missing:
+        raise VideoDecodeError(f"{url}: truncated: the AVI header declares {missing} more bytes than the file holds")
+    return url, size
 
 
 def check_video_path(path: str | os.PathLike[str]) -> Path:
@@ -154,49 +198,66 @@ def riff_shortfall(path: str | os.PathLike[str]) -> int:
     """
     with open(path, "rb") as stream:
         header = stream.read(12)
+    return _riff_missing(header, os.path.getsize(path))
+
+
+def _riff_missing(header: bytes, size: int) -> int:
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"AVI ":
         return 0
     (declared,) = struct.unpack("<I", header[4:8])
     if declared in _RIFF_SIZE_UNKNOWN:
         return 0
-    return max(0, declared + 8 - os.path.getsize(path))
+    return max(0, declared + 8 - size)
 
 
 def probe_video(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling()) -> VideoInfo:
-    """The declared frame count and frame rate of a video, after the same checks as decoding.
+    """The frame count, frame rate and frame index of a video (a path or a bucket's URL), after the same
+    checks as decoding: the one read of a clip's packets, whose index all its segments share.
 
     The container is opened in a child process under the time limit to open a clip
-    (``sampling.clip_timeout_s``, else :meth:`FrameSampling.open_timeout_for`). Raises :class:`VideoDecodeError` when the file
-    cannot be opened as a video, or opening it hangs or crashes.
+    (``sampling.clip_timeout_s``, else :meth:`FrameSampling.open_timeout_for`). Raises
+    :class:`VideoDecodeError` when the file cannot be opened as a video, or opening it hangs or crashes.
     """
-    p = check_video_path(path)
-    with _DecoderProcess(p, sampling.open_timeout_for(p)) as child:
-        n_frames, fps = child.info("opening the video")
+    source, size = check_video_source(path)
+    with _DecoderProcess(source, sampling.open_timeout_for(size), want_index=True) as child:
+        n_frames, fps, index, bytes_read = child.info("opening the video")
         child.end_probe()
-    return VideoInfo(n_frames=n_frames, fps=fps)
+    return VideoInfo(n_frames=n_frames, fps=fps, index=index, bytes_read=bytes_read)
 
 
 def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = FrameSampling(),
-                      frame_range: tuple[int, int] | None = None) -> Iterator[FrameChunk]:
+                      frame_range: tuple[int, int] | None = None,
+                      pick: Callable[[np.ndarray, float], np.ndarray] | None = None, *,
+                      index: FrameIndex | None = None, limit_corrupt: bool = True,
+                      stats: ReadStats | None = None) -> Iterator[FrameChunk]:
     """Yield the sampled frames of a video chunk by chunk.
 
     ``frame_range=(start, stop)`` keeps only the sampled frames with native index in
     ``[start, stop)``; the sampling stays anchored at frame 0, so the chunks of consecutive
-    ranges concatenate to exactly the frames of the whole clip.
+    ranges concatenate to exactly the frames of the whole clip. ``pick(sampled, fps)``, when given,
+    returns the subset of the sampled native indices to decode (ascending; adaptive scoring).
 
     Decoding runs in a child process, at most two chunks ahead of the consumer, under a time
     limit that counts only the time the consumer waits for frames
     (:meth:`FrameSampling.timeout_for`): a decoder that hangs or aborts fails this clip alone.
 
+    ``path`` may be a bucket's URL (``s3://``, ``gs://``): the decoder then reads it by byte
+    ranges. ``index`` (from :func:`probe_video`, or a segment's window of it) spares the decoder
+    its own pass over the packets: it seeks to the keyframe before the range and reads on from
+    there only. ``stats``, when given, receives the bytes read.
+
     Raises :class:`VideoDecodeError` (also an ``OSError``) naming the file and the frames when
     the file cannot be opened, a frame range cannot be decoded, the container declares more
     frames than it holds, more than :data:`MAX_CORRUPT_SHARE` of the sampled frames are
-    corrupt, or the decoder exceeds its time limit or dies.
+    corrupt (unless ``limit_corrupt`` is False: a segment of a split clip, whose limit applies
+    to the whole clip, see :func:`corrupt_share_error`), or the decoder exceeds its time limit or dies.
     """
-    p = check_video_path(path)
-    with _DecoderProcess(p, sampling.open_timeout_for(p)) as child:
-        n_frames, fps = child.info("opening the video")
+    p, size = check_video_source(path)
+    with _DecoderProcess(p, sampling.open_timeout_for(0 if index is not None else size), index) as child:
+        n_frames, fps, _, _ = child.info("opening the video")
         indices = sampled_indices(n_frames, sampling.step_for(fps), frame_range)
+        if pick is not None:
+            indices = np.asarray(pick(indices, fps), np.int64)
         if sampling.clip_timeout_s is None:  # the frames' share of the default limit, now that they are known
             start, stop = (0, n_frames) if frame_range is None else (frame_range[0], min(frame_range[1], n_frames))
             child.extend_limit(sampling.timeout_for(max(0, stop - start)) - DECODE_TIMEOUT_BASE_S)
@@ -209,15 +270,29 @@ def iter_frame_chunks(path: str | os.PathLike[str], sampling: FrameSampling = Fr
                 break
             lost += n_lost
             received = int(np.searchsorted(indices, frame_indices[-1], side="right"))
-            if lost > MAX_CORRUPT_SHARE * len(indices):
-                raise VideoDecodeError(
-                    f"{p}: {lost} of the {len(indices)} sampled frames in frames {indices[0]}-{indices[-1]} are "
-                    f"corrupt or missing (more than {MAX_CORRUPT_SHARE:.0%})")
+            problem = corrupt_share_error(lost, len(indices), f" in frames {indices[0]}-{indices[-1]}") \
+                if limit_corrupt else None
+            if problem is not None:
+                raise VideoDecodeError(f"{p}: {problem}")
             times = frame_indices / fps if fps > 0 else np.full(len(frame_indices), np.nan)
             yield FrameChunk(frame_indices=frame_indices, times_s=times.astype(np.float64), frames=frames,
                              native_fps=fps, n_corrupt=n_lost, n_native_frames=n_frames)
         if received >= len(indices):
             child.end_of_stream("the end of the video")
+        if stats is not None:
+            stats.bytes_read = child.bytes_read
+
+
+def corrupt_share_error(n_corrupt: int, n_sampled: int, where: str = "") -> str | None:
+    """Why a clip with ``n_corrupt`` of its ``n_sampled`` sampled frames undecodable is an error; None when it is not.
+
+    The limit (:data:`MAX_CORRUPT_SHARE`) applies to a whole clip: a split clip's segments add up
+    their counts first, so it gets the status it would get unsplit.
+    """
+    if n_corrupt > MAX_CORRUPT_SHARE * n_sampled:
+        return (f"{n_corrupt} of the {n_sampled} sampled frames{where} are corrupt or missing "
+                f"(more than {MAX_CORRUPT_SHARE:.0%})")
+    return None
 
 
 @dataclass
@@ -230,6 +305,8 @@ class _Child:
     shm_fd: int
     videos: int = 0
     """Videos it finished cleanly."""
+    environ: dict[str, str] = field(default_factory=dict)
+    """The environment it started with: a bucket's credentials and endpoint are read from it."""
 
     @classmethod
     def start(cls) -> _Child:
@@ -244,7 +321,8 @@ class _Child:
                 pass_fds=(child_in, child_out, shm_fd), env=env, stdin=subprocess.DEVNULL)
         finally:
             os.close(child_in), os.close(child_out)
-        return cls(process, Connection(to_child, readable=False), Connection(from_child, writable=False), shm_fd)
+        return cls(process, Connection(to_child, readable=False), Connection(from_child, writable=False), shm_fd,
+                   environ=dict(os.environ))
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -278,7 +356,7 @@ def _take_child() -> _Child:
     global _ready
     with _ready_lock:
         child, _ready = _ready, None
-    if child is not None and child.process.poll() is None:
+    if child is not None and child.process.poll() is None and child.environ == os.environ:
         return child
     if child is not None:
         child.close()
@@ -313,8 +391,9 @@ class _DecoderProcess:
     shared memory file (:func:`_anonymous_file`); only small messages go through the pipes.
     """
 
-    def __init__(self, path: Path, limit_s: float) -> None:
+    def __init__(self, path: str, limit_s: float, index: FrameIndex | None = None, want_index: bool = False) -> None:
         self.path = path
+        self.bytes_read = -1
         self.limit_s = limit_s
         self.remaining_s = limit_s
         self._shared: mmap.mmap | None = None
@@ -323,7 +402,7 @@ class _DecoderProcess:
         self._child = _take_child()
         self._process, self._shm_fd = self._child.process, self._child.shm_fd
         self._to_child, self._from_child = self._child.to_child, self._child.from_child
-        self.send(str(path))
+        self.send((str(path), index, want_index))
 
     def __enter__(self) -> _DecoderProcess:
         return self
@@ -350,7 +429,10 @@ class _DecoderProcess:
     def end_of_stream(self, where: str) -> None:
         """Read the child's end of stream after the last chunk, so that it can take another video."""
         try:
-            self._ended_cleanly = self._receive(where)[0] == "done"
+            message = self._receive(where)
+            self._ended_cleanly = message[0] == "done"
+            if self._ended_cleanly:
+                self.bytes_read = message[1]
         except VideoDecodeError:
             self._ended_cleanly = False
 
@@ -382,14 +464,16 @@ class _DecoderProcess:
             raise VideoDecodeError(f"{self.path}: {message[1]}")
         return message
 
-    def info(self, where: str) -> tuple[int, float]:
-        _, n_frames, fps, declared = self._receive(where)
+    def info(self, where: str) -> tuple[int, float, FrameIndex | None, int]:
+        """The video's frame count and rate, its index when asked for, and the bytes read to open it."""
+        _, n_frames, fps, declared, index, bytes_read = self._receive(where)
+        self.bytes_read = bytes_read
         if n_frames == 0:
             raise VideoDecodeError(f"{self.path}: the container holds no video frames")
         if declared > n_frames:
             raise VideoDecodeError(f"{self.path}: the container declares {declared} frames but holds {n_frames}: "
                                    f"frames {n_frames}-{declared - 1} are missing")
-        return n_frames, fps
+        return n_frames, fps, index, bytes_read
 
     def chunk(self, where: str, chunk_size: int) -> tuple[np.ndarray | None, np.ndarray | None, int]:
         """The next chunk's indices, a private copy of its frames and its lost-frame count; Nones at the end."""

@@ -10,16 +10,25 @@ needed, and nothing is decoded that was not asked for.
 
 Frames are numbered as decord numbers them, so indices and pixels stay what they were: one
 demux pass lists the stream's packets, and a frame's index is the rank of its timestamp among
-them. RGB conversion is FFmpeg's default (the same as decord's; equal to the bit on H.264).
+them (:mod:`featurizers.decoding.frame_index`). RGB conversion is FFmpeg's default (the same as
+decord's; equal to the bit on H.264).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO
 
 import numpy as np
+
+from featurizers.decoding.frame_index import FrameIndex, index_of_packets
+from featurizers.decoding.avi_index import avi_sample_table
+from featurizers.decoding.mp4_index import ReadAt, SampleTable, find_moov, sample_table
 
 
 class ReadError(Exception):
@@ -44,13 +53,22 @@ class DecodedChunk:
 
 
 class IndexedVideo:
-    """An opened video stream with its packets' timestamps listed, ready to decode any frame range."""
+    """An opened video stream with its frame index, ready to decode any frame range.
 
-    def __init__(self, path: str) -> None:
+    ``source`` is a local path or a seekable file object (a bucket's object read by byte ranges).
+    Given an ``index`` (the clip's, or a segment's window of it, from the clip's probe), nothing
+    is read to number the frames; without one, the index is built here: one demux pass that
+    reads the packets' timestamps and keyframe flags, decoding nothing; or, for an MP4/MOV file,
+    its sample tables alone (:mod:`featurizers.decoding.mp4_index`), for an AVI its ``idx1``
+    (:mod:`featurizers.decoding.avi_index`), without the media data.
+    """
+
+    def __init__(self, source: str | BinaryIO, index: FrameIndex | None = None) -> None:
         import av
 
+        table = _sample_table(source) if index is None else None
         try:
-            self._container = av.open(path)
+            self._container = av.open(source)
         except Exception as exc:  # PyAV raises its own error family for bad files, OSError for missing
             raise ReadError(f"cannot open as a video ({_first_line(exc)})") from exc
         if not self._container.streams.video:
@@ -58,40 +76,53 @@ class IndexedVideo:
             raise ReadError("the container holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.codec_context.thread_count = 1  # one worker decodes one clip; parallelism is Beam's
-        rate = self._stream.average_rate
-        self.fps = float(rate) if rate else math.nan
-        try:
-            self._timestamps, self._keyframe_indices = self._index()
-        except Exception as exc:
-            self.close()
-            raise ReadError(f"cannot read the packets ({_first_line(exc)})") from exc
-        self.n_frames = len(self._timestamps)
-        self.declared_frames = int(self._stream.frames or 0)
+        if index is None and table is not None:
+            index = self._index_of_table(table)
+        if index is None:
+            try:
+                index = self._index()
+            except Exception as exc:
+                self.close()
+                raise ReadError(f"cannot read the packets ({_first_line(exc)})") from exc
+        self.index = index
+        self.fps = index.fps
+        self.n_frames = index.n_frames
+        self.declared_frames = index.declared_frames
         """The frame count the container's header states (0: none); ``n_frames`` counts the packets."""
-        self._rank = {int(ts): i for i, ts in enumerate(self._timestamps)}
 
-    def _index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Timestamps of the stream's packets in presentation order, and which ranks are keyframes."""
-        stamps, keys = [], []
-        for packet in self._container.demux(self._stream):
-            if packet.size == 0:
-                continue
-            ts = packet.pts if packet.pts is not None else packet.dts
-            stamps.append(len(stamps) if ts is None else ts)
-            keys.append(packet.is_keyframe)
-        order = np.argsort(np.asarray(stamps, np.int64), kind="stable")
-        timestamps = np.asarray(stamps, np.int64)[order]
-        keyframe_indices = np.flatnonzero(np.asarray(keys, bool)[order]) if keys else np.zeros(0, np.int64)
-        return timestamps, keyframe_indices
+    def _index_of_table(self, table: SampleTable) -> FrameIndex | None:
+        """The index from an MP4's sample tables, shifted as FFmpeg shifts them (measured on the first
+        packet); None when they do not describe this stream as FFmpeg reads it."""
+        stream = self._stream
+        if table.timescale and (stream.time_base is None or stream.time_base != Fraction(1, table.timescale)):
+            return None
+        if int(stream.frames or 0) not in (0, len(table.pts)):
+            return None
+        try:
+            first = next(p for p in self._container.demux(stream) if p.size)
+        except Exception:  # StopIteration or a demuxer error: the demux pass will say what is wrong
+            return None
+        if first.pts is None:
+            return None
+        self._container.seek(0)
+        shift = int(first.pts) - int(table.pts[0])
+        rate = stream.average_rate
+        packets = zip((table.pts + shift).tolist(), [None] * len(table.pts), table.keyframe.tolist())
+        return index_of_packets(packets, float(rate) if rate else math.nan, int(stream.frames or 0))
+
+    def _index(self) -> FrameIndex:
+        """The stream's frame index from one demux pass over its packets (no frame decoded)."""
+        rate = self._stream.average_rate
+        packets = ((p.pts, p.dts, p.is_keyframe) for p in self._container.demux(self._stream) if p.size)
+        return index_of_packets(packets, float(rate) if rate else math.nan, int(self._stream.frames or 0))
 
     def close(self) -> None:
         self._container.close()
 
     def _seek_before(self, index: int) -> None:
         """Position the demuxer on the last keyframe at or before frame ``index``."""
-        earlier = self._keyframe_indices[self._keyframe_indices <= index]
-        key = int(earlier[-1]) if len(earlier) else 0
-        self._container.seek(int(self._timestamps[key]), stream=self._stream, backward=True, any_frame=False)
+        key = self.index.keyframe_at_or_before(index)
+        self._container.seek(self.index.timestamp(key), stream=self._stream, backward=True, any_frame=False)
 
     def _pictures(self, first: int) -> Iterator[tuple[int | None, object]]:
         """(index, frame) of each decoded picture from the keyframe before ``first`` on.
@@ -116,7 +147,7 @@ class IndexedVideo:
                 continue  # a corrupt packet: its frame will be missing and counted as lost
             for picture in pictures:
                 ts = picture.pts if picture.pts is not None else picture.dts
-                yield (self._rank.get(int(ts)) if ts is not None else None), picture
+                yield (self.index.rank(int(ts)) if ts is not None else None), picture
 
     def read(self, indices: np.ndarray, chunk_size: int) -> Iterator[DecodedChunk]:
         """Decode the frames at ascending ``indices``, ``chunk_size`` wanted frames per chunk.
@@ -169,6 +200,37 @@ class IndexedVideo:
             f"frames {indices[position]}-{indices[-1]} of {self.n_frames} could not be decoded: "
             "the stream ends before the frame count its container declares"
         )
+
+
+def _sample_table(source: str | BinaryIO) -> SampleTable | None:
+    """The first video stream's frames from an MP4's ``moov`` box or an AVI's ``idx1`` only; None otherwise."""
+    try:
+        if isinstance(source, str):
+            if not os.path.isfile(source):  # a pipe: nothing may be read ahead of the demuxer
+                return None
+            with open(source, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                return _table_of(lambda at, n: os.pread(f.fileno(), n, at), size)
+        else:
+            size = source.seek(0, os.SEEK_END)
+
+            def read_at(at: int, n: int) -> bytes:
+                source.seek(at)
+                return source.read(n)
+
+            try:
+                return _table_of(read_at, size)
+            finally:
+                source.seek(0)
+    except (OSError, ValueError, struct.error, IndexError):
+        return None  # not an MP4 we read: the demux pass indexes it
+
+
+def _table_of(read_at: ReadAt, size: int) -> SampleTable | None:
+    moov = find_moov(read_at, size)
+    if moov is not None:
+        return sample_table(moov, size)
+    return avi_sample_table(read_at, size)
 
 
 def _rgb(picture) -> np.ndarray:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurizers.decoding.decode import FrameChunk, FrameSampling
+from featurizers.decoding.decode import FrameChunk, FrameSampling, ReadStats
+from featurizers.decoding.frame_index import FrameIndex
 from featurizers.detection.detect import FaceDetector, FrameFaces
 from featurizers.detection.face_crops import align_face, crop_face
 from featurizers.detection.tracked_detection import KeyFrameDetector
@@ -60,17 +61,20 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
 
 
 def iter_clip_faces(path: str, sampling: FrameSampling, detector: FaceDetector, align: bool,
-                    frame_range: tuple[int, int] | None = None,
+                    frame_range: tuple[int, int] | None = None, *, index: FrameIndex | None = None,
+                    limit_corrupt: bool = True, stats: ReadStats | None = None,
                     detect_every: int = 1) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
     """Decode a clip (or its frames ``[start, stop)``) chunk by chunk and give each chunk's usable faces.
 
     The one path from a video to face images, shared by the descriptor extraction and the
-    face export (``jobs.faces``). ``detect_every`` > 1: full detection on every N-th sampled
-    frame, faces followed between (:mod:`featurizers.detection.tracked_detection`), from a full
-    detection on this range's first frame. Raises what decoding raises.
+    face export (``jobs.faces``). ``index``, ``limit_corrupt`` and ``stats`` go to the decoder
+    (:func:`featurizers.decoding.decode.iter_frame_chunks`). ``detect_every`` > 1: full
+    detection on every N-th sampled frame, faces followed between
+    (:mod:`featurizers.detection.tracked_detection`), from a full detection on this range's first
+    frame. Raises what decoding raises.
     """
     tracked = KeyFrameDetector(detector, detect_every) if detect_every > 1 else None
-    for chunk in video_chunks(path, sampling, frame_range):
+    for chunk in video_chunks(path, sampling, frame_range, index=index, limit_corrupt=limit_corrupt, stats=stats):
         if tracked is None:
             found = detector.detect(chunk.frames)
         else:
@@ -166,12 +170,16 @@ class ClipExtractor:
         no_features = np.zeros((0, self.spec.feature_dim), np.float32)
         fps = None
         n_corrupt = 0
+        stats = ReadStats()
         error = ref.problem
         if error is None:
             try:
                 last_report = started
+                # A segment's corrupt frames count towards its clip's limit, checked once merged.
                 for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self._align,
-                                                    task.frame_range, self.config.detection.detect_every):
+                                                    task.frame_range, index=task.frames,
+                                                    limit_corrupt=task.count == 1, stats=stats,
+                                                    detect_every=self.config.detection.detect_every):
                     fps = chunk.native_fps
                     n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))
@@ -206,7 +214,7 @@ class ClipExtractor:
                     timeline_sink.tracks(last.track_rows)
                 part = None
         return SegmentResult(ref, task.index, task.count, accumulator, error, fps, time.perf_counter() - started,
-                             n_corrupt, part)
+                             n_corrupt, part, bytes_read=stats.bytes_read)
 
     def describe_clip(self, ref: ClipRef, face_sink: FaceSink | None = None) -> ClipResult:
         """Describe one whole clip in this process, without Beam (the unsplit path: notebooks, benchmarks)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import DatasetLayoutError
-from common.schema import AFEW_CLASSES, VGAF_CLASSES
+from common.tables.schema import AFEW_CLASSES, VGAF_CLASSES
 from pipelines.extraction.clip_records import ClipRef
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator
 from pipelines.extraction.windows import check_fps
 

@@ -8,9 +8,11 @@ the clip's statistics. Pure functions on small records; the Beam steps live in b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
+from featurizers.decoding.decode import corrupt_share_error
+from featurizers.decoding.frame_index import FrameIndex
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.statistics import ClipAccumulator
 from pipelines.extraction.timeline import TimelinePart
@@ -27,6 +29,9 @@ class SegmentTask:
     index: int = 0
     count: int = 1
     frame_range: FrameRange | None = None
+    frames: FrameIndex | None = field(default=None, compare=False, repr=False)
+    """The part of the clip's frame index this task needs (from the clip's one probe); None: the
+    decoder indexes the clip itself (splitting off)."""
 
     def describe(self) -> str:
         """How log lines and error messages name this part of the clip."""
@@ -51,6 +56,10 @@ class SegmentResult:
     """Sampled frames the decoder left out as undecodable."""
     timeline: TimelinePart | None = None
     """A split clip's part of its windows and tracks, to be put together with the others' (None unsplit)."""
+    adaptive: dict[str, int | None] | None = None
+    """Adaptive scoring's clip columns (``frame_step``, ``n_frames_available``); None in exact mode."""
+    bytes_read: int = -1
+    """Bytes of the video the segment's decoder read (-1: unknown)."""
 
 
 def whole_chunks(frames: int, chunk_frames: int) -> int:
@@ -77,11 +86,16 @@ def segment_ranges(n_frames: int, step: int, segment_frames: int, chunk_frames: 
     return [(start, min(start + span, n_frames)) for start in range(0, n_frames, span)]
 
 
-def plan_segments(clip: ClipRef, ranges: list[FrameRange]) -> list[SegmentTask]:
-    """The tasks of a clip; a single range is the whole clip, decoded exactly as unsplit."""
+def plan_segments(clip: ClipRef, ranges: list[FrameRange], frames: FrameIndex | None = None) -> list[SegmentTask]:
+    """The tasks of a clip; a single range is the whole clip, decoded exactly as unsplit.
+
+    Every task gets its window of the clip's frame index ``frames`` (when known), so all segments
+    number and seek by the one index the clip's probe read.
+    """
     if len(ranges) <= 1:
-        return [SegmentTask(clip)]
-    return [SegmentTask(clip, i, len(ranges), r) for i, r in enumerate(ranges)]
+        return [SegmentTask(clip, frames=frames)]
+    return [SegmentTask(clip, i, len(ranges), r, frames.window(*r) if frames is not None else None)
+            for i, r in enumerate(ranges)]
 
 
 @dataclass(frozen=True)
@@ -131,7 +145,8 @@ class MergedClip:
 
 
 def merge_segments(results: Iterable[SegmentResult], layout: DescriptorLayout) -> MergedClip:
-    """Merge a clip's segment results; any failed or missing segment makes the clip an error.
+    """Merge a clip's segment results; any failed or missing segment makes the clip an error, and so does
+    a share of corrupt frames over the limit in the whole clip (:func:`corrupt_share_error`).
 
     A segment delivered twice (a retried bundle) counts once. No partial descriptor survives
     an error: the caller writes the zero descriptor of an error row.
@@ -153,5 +168,9 @@ def merge_segments(results: Iterable[SegmentResult], layout: DescriptorLayout) -
             error = result.error
         merged.merge(result.accumulator)
     fps = next((r.native_fps for r in ordered if r.native_fps is not None), None)
-    return MergedClip(merged, error, fps, count, sum(r.seconds for r in ordered),
-                      sum(r.n_corrupt_frames for r in ordered))
+    n_corrupt = sum(r.n_corrupt_frames for r in ordered)
+    if error is None and count > 1:  # the limit applies to the clip's total, as when it is decoded unsplit
+        problem = corrupt_share_error(n_corrupt, merged.n_frames + n_corrupt, " of the whole clip")
+        if problem is not None:
+            error = f"VideoDecodeError: {ordered[0].clip.path}: {problem}"
+    return MergedClip(merged, error, fps, count, sum(r.seconds for r in ordered), n_corrupt)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
-from common.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
+from common.tables.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
 from featurizers.decoding.decode import FrameSampling
 from featurizers.detection.detection_mode import EXACT, DetectionMode
 from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig

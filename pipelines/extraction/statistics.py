@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 
 
 @dataclass

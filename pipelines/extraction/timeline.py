@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from common.errors import FrameRateError
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import FrameChunk
 from pipelines.extraction.face_tracks import (
     DEFAULT_MIN_TRACK_SECONDS,

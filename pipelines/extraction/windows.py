@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import FrameRateError
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator
 
 EDGE_TOLERANCE = 1e-9

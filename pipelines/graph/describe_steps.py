@@ -11,8 +11,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.utils import shared
 
-from common.schema import frame_table_schema
+from common.tables.schema import frame_table_schema
 from featurizers.embedding.registry import weights_identity
+from pipelines.extraction.adaptive_describer import AdaptiveJudge, describe_adaptive
 from pipelines.extraction.clip_describer import ClipExtractor, clip_result
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.segments import SegmentResult, SegmentTask, merge_segments
@@ -50,11 +51,13 @@ class DescribeSegmentsFn(beam.DoFn):
     """
 
     def __init__(self, config: ExtractionConfig, faces_dir: str | None, total_clips: int,
-                 timeline: TimelineOutputs | None = None) -> None:
+                 timeline: TimelineOutputs | None = None, adaptive: AdaptiveJudge | None = None) -> None:
         self._config = config
         self._faces_dir = faces_dir
         self._total = total_clips
         self._timeline = timeline
+        self._adaptive = adaptive
+        """Adaptive frame rate (``jobs.score --adaptive``): whole clips, described with the classifier's help."""
         self._shared = shared.Shared()
         self._extractor: ClipExtractor | None = None
 
@@ -64,6 +67,8 @@ class DescribeSegmentsFn(beam.DoFn):
         self._extractor = acquire_shared(self._shared, lambda: ClipExtractor(self._config), key)
         if self._timeline is not None:
             self._timeline.setup()
+        if self._adaptive is not None:
+            self._adaptive.setup()
 
     def process(self, task: SegmentTask) -> Iterator[ClipResult | tuple[str, SegmentResult]]:
         assert self._extractor is not None, "setup() loads the models before process()"
@@ -73,19 +78,25 @@ class DescribeSegmentsFn(beam.DoFn):
             writer = face_row_writer(self._faces_dir, schema, task.clip.clip_id, task.index)
         timeline = self._timeline.open(task.clip, segment_part(task.index), task.count) \
             if self._timeline is not None else None
-        result = self._extractor.describe(task, writer.add if writer is not None else None, timeline)
+        if self._adaptive is not None:
+            result = describe_adaptive(self._extractor, task, self._adaptive.settings, self._adaptive.margins,
+                                       timeline)
+        else:
+            result = self._extractor.describe(task, writer.add if writer is not None else None, timeline)
         if writer is not None:
             writer.close()
         if timeline is not None:
             timeline.close()
         if task.count == 1:
             clip = clip_result(task.clip, merge_segments([result], self._config.layout), self._config.spec.name)
+            if result.adaptive is not None:
+                clip.row.update(result.adaptive)
             log_clip_done(clip, self._total, 1)
             yield clip
             return
-        log.info("clip %s, %s: %s, %d frames, %.1f frames/s", task.clip.clip_id, task.describe(),
-                 "failed" if result.error else "done", result.accumulator.n_frames,
-                 result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0)
+        log.info("clip %s, %s: %s, %d frames, %.1f frames/s, %d bytes of the video read", task.clip.clip_id,
+                 task.describe(), "failed" if result.error else "done", result.accumulator.n_frames,
+                 result.accumulator.n_frames / result.seconds if result.seconds > 0 else 0.0, result.bytes_read)
         yield task.clip.clip_id, result
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from common.parquet_io import read_columns
-from common.publishing import publish, staging_dir
-from common.schema import descriptor_table_schema
-from common.shards import settle_shards, write_rows
+from common.tables.parquet_io import read_columns
+from common.stores.publishing import publish, staging_dir
+from common.tables.schema import descriptor_table_schema
+from common.tables.shards import settle_shards, write_rows
 from pipelines.extraction.clip_describer import clip_row
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig

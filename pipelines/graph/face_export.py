@@ -10,6 +10,7 @@ none (faceless, unlabelled or failed), so no clip is lost silently.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -20,14 +21,14 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.utils import shared
 from PIL import Image
 
-from common.parquet_io import read_columns, shard_paths
-from common.publishing import publish, staging_dir
-from common.shards import ShardWriter, read_shards, settle_table, write_rows
+from common.stores import storage
+from common.tables.parquet_io import read_columns, read_parquet, shard_paths, write_parquet
+from common.stores.publishing import publish, staging_dir
+from common.tables.shards import ShardWriter, read_shards, settle_table, write_rows
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
@@ -76,7 +77,7 @@ class FaceWriter:
         from featurizers.embedding.embed import select_device
 
         self.config = config
-        self.root = Path(root)
+        self.root = str(root)  # a folder, or a prefix in a bucket
         self.detector = FaceDetector(config.detector, select_device(config.device), backend=config.backend,
                                      mode=config.detection)
         self.align = config.layout.aligns_faces
@@ -89,7 +90,7 @@ class FaceWriter:
         if ref.label is None:
             return [clip_only_row(ref, "skipped", "unlabelled clip: only labelled clips are exported")]
         rows: list[dict[str, Any]] = []
-        folder = self.root / ref.label
+        folder = storage.join(self.root, ref.label)
         try:
             for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self.align,
                                                 detect_every=self.config.detection.detect_every):
@@ -97,8 +98,7 @@ class FaceWriter:
                                                             faces.face_indices, faces.boxes):
                     frame_index = int(chunk.frame_indices[position])
                     name = face_file_name(ref.clip_id, frame_index, face_index if self.align else None)
-                    folder.mkdir(parents=True, exist_ok=True)  # here, so a class with no face gets no folder
-                    Image.fromarray(np.ascontiguousarray(image)).save(folder / name, format="PNG", compress_level=1)
+                    _save_png(image, storage.join(folder, name))
                     rows.append({"clip_id": ref.clip_id, "split": ref.split, "label": ref.label,
                                  "frame_index": frame_index, "face_index": int(face_index),
                                  "box": [float(v) for v in box[:4]], "path": f"{ref.label}/{name}",
@@ -106,9 +106,22 @@ class FaceWriter:
         except Exception as exc:  # one bad clip must not stop the job; its images so far are removed
             log.warning("clip %s failed: %s", ref.clip_id, exc)
             for row in rows:
-                (self.root / row["path"]).unlink(missing_ok=True)
+                storage.remove(storage.join(self.root, *row["path"].split("/")))
             return [clip_only_row(ref, "error", f"{type(exc).__name__}: {exc}")]
         return rows or [clip_only_row(ref, "faceless", None)]
+
+
+def _save_png(image: np.ndarray, url: str) -> None:
+    """A face as a lossless PNG: a file on disk (its class folder made here, so a class with no face
+    gets none), one whole object in a bucket."""
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if storage.is_remote(url):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG", compress_level=1)
+        storage.write_bytes(url, buffer.getvalue())
+        return
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(url, format="PNG", compress_level=1)
 
 
 class ExportFacesFn(beam.DoFn):
@@ -165,9 +178,10 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
     into ``manifest.parquet`` (sorted by clip, frame, face), a clip the runner returned nothing
     for gets an error row, and only then is the folder renamed to ``output``.
     """
-    staging = Path(staging_dir(output))  # a local folder: images are written as files
-    shards = staging / SHARDS_DIR
-    shards.mkdir()
+    staging = staging_dir(output)  # a folder, or a prefix in a bucket
+    shards = storage.join(staging, SHARDS_DIR)
+    if not storage.is_remote(shards):
+        os.mkdir(shards)
     runner = str(options.view_as(StandardOptions).runner)
     log.info("exporting the faces of %d clips on %s", len(refs), runner)
     started = time.perf_counter()
@@ -175,8 +189,8 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
     _ = (pipeline
          | "ListClips" >> beam.Create(refs)
          | "RedistributeClips" >> beam.Reshuffle()
-         | "ExportFaces" >> beam.ParDo(ExportFacesFn(config, str(staging), len(refs)))
-         | "WriteManifestShards" >> beam.ParDo(WriteManifestShardsFn(str(shards))))
+         | "ExportFaces" >> beam.ParDo(ExportFacesFn(config, staging, len(refs)))
+         | "WriteManifestShards" >> beam.ParDo(WriteManifestShardsFn(shards)))
     run_to_completion(pipeline)
     seen = read_columns(shards, ["clip_id"])["clip_id"]
     lost = clips_without_rows([r.clip_id for r in refs], seen)
@@ -189,10 +203,11 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
     # A retried bundle's rows: each clip keeps the images of its winning attempt.
     table = settle_table(table, ["clip_id"], one_row_per_key=False).cast(manifest_schema())
     table = table.sort_by([("clip_id", "ascending"), ("frame_index", "ascending"), ("face_index", "ascending")])
-    pq.write_table(table, staging / MANIFEST_FILE)
+    write_parquet(table, storage.join(staging, MANIFEST_FILE))
     for path in shard_paths(shards):
-        Path(path).unlink()
-    shards.rmdir()
+        storage.remove(path)
+    if not storage.is_remote(shards):  # a prefix in a bucket goes with its last object
+        os.rmdir(shards)
     clip_status: dict[str, str] = {}
     failures: dict[str, str] = {}
     for clip_id, status, error in zip(*(table.column(c).to_pylist() for c in ("clip_id", "status", "error"))):
@@ -211,8 +226,8 @@ def run_face_export(refs: list[ClipRef], config: ExtractionConfig, output: str |
 
 def read_manifest(folder: str | os.PathLike[str]) -> pa.Table | None:
     """The manifest of an exported face folder, or None when there is none."""
-    path = Path(folder) / MANIFEST_FILE
-    return pq.read_table(path) if path.is_file() else None
+    url = storage.join(str(folder), MANIFEST_FILE)
+    return read_parquet(url) if storage.exists(url) else None
 
 
 __all__ = ["MANIFEST_FILE", "FaceWriter", "face_file_name", "manifest_schema",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import pyarrow as pa
 
-from common.shards import ShardWriter
+from common.stores import storage
+from common.tables.shards import ShardWriter
 
 FACE_ROWS_PER_SHARD = 4096
 
@@ -36,7 +36,7 @@ def remove_face_rows(folder: str | os.PathLike[str], clip_ids: Iterable[str]) ->
     """Delete the face shards of clips that ended in error (no partial trace survives); returns files removed."""
     removed = 0
     for clip_id in clip_ids:
-        for path in Path(folder).glob(f"part-{clip_shard_key(clip_id)}-s*.parquet"):
-            path.unlink()
+        for url in storage.glob_files(str(folder), f"part-{clip_shard_key(clip_id)}-s*.parquet"):
+            storage.remove(url)
             removed += 1
     return removed

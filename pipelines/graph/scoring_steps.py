@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.utils import shared
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
+from pipelines.extraction.adaptive import AdaptiveSettings
 from pipelines.extraction.clip_records import ClipRef, ClipResult
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.statistics import one_face_per_frame_descriptor
@@ -98,16 +100,44 @@ class ScoredTimelineRows(TimelineRows):
                                 scored_at=pd.Timestamp.now(tz="UTC"))
 
 
+class ClassifierJudge:
+    """The trained classifier's margins on the workers, for adaptive description (``jobs.score --adaptive``).
+
+    Loads the model once per worker process, as the scoring steps do (the same shared copy).
+    """
+
+    def __init__(self, model_dir: str, settings: AdaptiveSettings) -> None:
+        if settings.threshold is None:
+            raise ValueError("resolve the adaptive threshold before building the judge")
+        self._model_dir = model_dir
+        self.settings = settings
+        self._shared = shared.Shared()
+        self._model: Any = None
+
+    def setup(self) -> None:
+        from classifiers.model_io import load_model
+
+        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
+
+    def margins(self, descriptors: np.ndarray) -> np.ndarray:
+        from classifiers.scoring import class_margins
+
+        return class_margins(self._model.pipeline, descriptors)
+
+
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
                          model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
                          options: PipelineOptions, flush_rows: int = FLUSH_EVERY_ROWS,
-                         flush_seconds: float = FLUSH_EVERY_S, timeline: TimelineOutputs | None = None) -> None:
+                         flush_seconds: float = FLUSH_EVERY_S, timeline: TimelineOutputs | None = None,
+                         adaptive: AdaptiveSettings | None = None) -> None:
     """Describe and score ``refs`` on the configured runner; rows land in ``staged_dir``, and scored
-    window and track rows where ``timeline`` says."""
+    window and track rows where ``timeline`` says. ``adaptive`` (threshold resolved) describes each
+    clip at an adaptive frame rate, with ``config.segment_frames`` 0."""
     runner = str(options.view_as(StandardOptions).runner)
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline, refs, config, provenance, staged_dir,
                        None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
-                       flush_rows=flush_rows, flush_seconds=flush_seconds, timeline=timeline)
+                       flush_rows=flush_rows, flush_seconds=flush_seconds, timeline=timeline,
+                       adaptive=None if adaptive is None else ClassifierJudge(model_dir, adaptive))
     run_to_completion(pipeline)

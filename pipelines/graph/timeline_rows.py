@@ -3,7 +3,7 @@
 The describer hands out bare window and track rows (times, counts, descriptor) as soon as they
 are final; a :class:`TimelineRows` turns them into the rows of the run's tables (the clip's
 columns for ``jobs.extract``, classifier scores for ``jobs.score``), and a :class:`TimelineWriter`
-writes them with :class:`common.shards.ShardWriter` under names fixed by the clip and the part
+writes them with :class:`common.tables.shards.ShardWriter` under names fixed by the clip and the part
 (``<clip key>-s<segment>`` while a segment streams, ``<clip key>-m`` for the rows a split clip's
 merge completes), so a retried bundle rewrites its own files and a failed clip's rows can be
 found and removed, as its face rows are.
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from common import storage
-from common.parquet_io import read_parquet, write_parquet
-from common.shards import ShardWriter
-from common.timeline_schema import track_table_schema, window_table_schema
+from common.stores import storage
+from common.tables.parquet_io import read_parquet, write_parquet
+from common.tables.shards import ShardWriter
+from common.tables.timeline_schema import track_table_schema, window_table_schema
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.face_rows import clip_shard_key

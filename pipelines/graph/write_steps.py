@@ -14,14 +14,14 @@ import apache_beam as beam
 import pyarrow as pa
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from common.schema import descriptor_table_schema
-from common.shards import ShardWriter
+from common.tables.schema import descriptor_table_schema
+from common.tables.shards import ShardWriter
 from pipelines.extraction.clip_records import ClipResult
 from pipelines.extraction.settings import ExtractionConfig
 
 
 class WriteShardsFn(beam.DoFn):
-    """Write clip rows as Parquet shards in the staging folder (:class:`common.shards.ShardWriter`);
+    """Write clip rows as Parquet shards in the staging folder (:class:`common.tables.shards.ShardWriter`);
     pass anything else on.
 
     Rows are written every ``flush_rows`` rows, at the end of the bundle, and, when

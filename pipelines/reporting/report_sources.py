@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
+from common.stores import storage
 from common.errors import EmotiwError
+from common.stores.publishing import SUCCESS_FILE, is_complete
 from pipelines.reporting.timeline_data import (
     PROBABILITY_PREFIX,
     SCORE_PREFIX,
@@ -241,6 +242,10 @@ def load_extract_report(*, features: str | None = None, frames: str | None = Non
         raise ReportInputError("give --scores, or at least one of --features, --frames, --windows, --tracks")
     for flag, url in given.items():
         require_folder(url, flag)
+        if not is_complete(url):  # a bucket table without _SUCCESS: being replaced, may mix two runs' files
+            raise ReportInputError(f"{flag} {url} has no {SUCCESS_FILE}: the job writing it has not finished "
+                                   "publishing it (or died while it did, or is older than _SUCCESS markers); run "
+                                   "the report once the job has finished, or run the job again")
     missing: list[str] = []
     counts: list[tuple[str, tuple[tuple[str, int | str], ...]]] = []
     details: list[tuple[str, str]] = []

@@ -15,6 +15,7 @@ from classifiers.model_files import ModelProvenance, model_sha256, read_model_pr
 from common.digests import file_sha256
 from featurizers.detection.detection_mode import DetectionMode
 from featurizers.embedding.registry import resolve_weights_path
+from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import TimelineSettings
 from pipelines.scoring.night_plan import ScoringSettings
@@ -40,7 +41,12 @@ def check_model(settings: ScoringSettings, timeline: TimelineSettings) -> Checke
                                          segment_frames=settings.segment_frames, clip_timeout_s=settings.clip_timeout)
     detection = DetectionMode(settings.detect_every, settings.detect_max_side)
     detection.check(config.detector.min_face_size, "the model's --min-face-size")  # before any network loads
-    config = replace(config, timeline=timeline, detection=detection)
+    config = replace(config, detection=detection)
+    if adaptive_from_flags(settings.adaptive, settings.adaptive_threshold) is not None:
+        # Adaptive description decides on whole windows: clips are never split, and no tracks are built.
+        config = replace(config, segment_frames=0, timeline=replace(timeline, track_faces=False))
+    else:
+        config = replace(config, timeline=timeline)
     weights_sha256 = file_sha256(resolve_weights_path(config.spec, config.weights))
     check_same_identity(provenance.identity(), config.identity(weights_sha256),
                         expected_what=f"model {settings.model}", found_what="the featurizer available for scoring",

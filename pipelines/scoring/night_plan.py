@@ -18,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from common import storage
+from common.stores import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from common.output_paths import check_output_folder
+from common.stores.output_paths import check_output, check_output_folder
 from featurizers.detection.detection_mode import DetectionMode
+from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import (
@@ -32,9 +33,12 @@ from pipelines.extraction.timeline import (
 )
 from pipelines.scoring.archive_state import RunCounts, RunPlan, count_run, plan_run
 from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
-from pipelines.scoring.score_store import ScoreStore
+from pipelines.scoring.score_store import ScoreStore, finished_manifest
 
 log = logging.getLogger("jobs.score")
+
+OUTPUT_FOLDERS = ("scores", "latest", "windows", "tracks", "windows_history", "tracks_history")
+"""What a run writes in under ``--output``; each is checked, like ``--output``, before the first video."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class ScoringSettings:
     min_track_seconds: float = DEFAULT_MIN_TRACK_SECONDS
     lock_stale_minutes: float = DEFAULT_STALE_MINUTES
     """A lock whose heartbeat is older than this was left by a dead run."""
+    adaptive: str | None = None
+    """``--adaptive``: the schedule of frame steps, e.g. ``"18,9,1"`` (None: exact scoring)."""
+    adaptive_threshold: float | None = None
+    """``--adaptive-threshold``: the margin that ends a window (None: the calibrated default)."""
     detect_every: int = 1
     """Full face detection on every N-th sampled frame (1: exact, whatever the model was trained on)."""
     detect_max_side: int | None = None
@@ -69,12 +77,16 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
     """The checks that need no model loaded and no video read; raises ValueError naming the flag.
 
     Returns the windows and tracks the flags ask for."""
-    check_output_folder(settings.output)
+    check_output(settings.output)
+    if not storage.is_remote(settings.output):  # the folders a run writes in, where they exist already
+        for folder in OUTPUT_FOLDERS:
+            check_output_folder(storage.join(settings.output, folder), "--output")
     for flag, value in (("--max-attempts", settings.max_attempts), ("--flush-clips", settings.flush_clips),
                         ("--flush-seconds", settings.flush_seconds),
                         ("--lock-stale-minutes", settings.lock_stale_minutes)):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{flag} must be a positive number, got {value}")
+    adaptive_from_flags(settings.adaptive, settings.adaptive_threshold)
     # Against a 1-pixel face here; against the model's minimum face size once it is read (check_model).
     DetectionMode(settings.detect_every, settings.detect_max_side).check(1, "a face of at least one pixel")
     return timeline_from_flags(settings.window_seconds, settings.min_track_seconds, windows=True, tracks=True,
@@ -149,13 +161,9 @@ def commit_idle_night(night: NightPlan, settings: ScoringSettings, run_id: str,
         raise ValueError("commit_idle_night is for a night without work; this one has some")
     counts = count_run(night.plan, night.plan.reused)
     before_commit()
-    night.store.commit(run_id, night.plan.reused, [], _no_table, night.manifest(settings, counts))
+    night.store.write_manifest(run_id, finished_manifest(night.manifest(settings, counts), run_id, 0, 0, 0))
     log.info("nothing new: wrote the manifest of run %s", run_id)
     return counts
-
-
-def _no_table(frame: pd.DataFrame) -> Any:
-    raise AssertionError("an idle night writes no table")  # commit never asks: no row and no removed key
 
 
 def empty_failures() -> pd.DataFrame:

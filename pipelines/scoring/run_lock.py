@@ -2,7 +2,7 @@
 
 The lock is ``<output>/_lock.json``: who holds it (run id, host, pid), since when, and a
 heartbeat the holder rewrites every minute. Every write of it is conditional on the version
-last read (:mod:`common.versioned_file`: ``If-Match`` on S3, ``ifGenerationMatch`` on GCS,
+last read (:mod:`common.stores.versioned_file`: ``If-Match`` on S3, ``ifGenerationMatch`` on GCS,
 claim-and-rename on a local disk), so of many runs that find the same stale lock at the same
 instant exactly one takes it, and a holder whose lock was taken over learns it at its next
 heartbeat instead of overwriting the new holder.
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import storage
-from common.versioned_file import Version, VersionConflict, VersionedFile, versioned_file
+from common.stores import storage
+from common.stores.versioned_file import Version, VersionConflict, VersionedFile, versioned_file
 
 log = logging.getLogger(__name__)
 

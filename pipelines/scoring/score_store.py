@@ -2,9 +2,10 @@
 
 ::
 
-    <output>/_lock.json                           the run lock and its heartbeat; released between runs (pipelines.scoring.run_lock)
+    <output>/_lock.json                           the run lock and its heartbeat (pipelines.scoring.run_lock)
     <output>/scores/run=<run id>/_plan.parquet    the videos the run set out to score (size, mtime, attempts)
     <output>/scores/run=<run id>/_staged/part-*   rows flushed by the workers as clips finish
+    <output>/scores/run=<run id>/_commit.json     the commit's intent, and _commit/ its tables (commit_intent)
     <output>/scores/run=<run id>/part-0.parquet   the run's settled rows (its history)
     <output>/scores/run=<run id>/_manifest.json   written last: the run finished
     <output>/latest/part-NN.parquet               one row per video: the latest score
@@ -28,9 +29,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
-from common.parquet_io import read_parquet, write_parquet
-from common.shards import read_shards, settle_table
+from common.stores import storage
+from common.fail_points import fail_point
+from common.tables.parquet_io import read_parquet, write_parquet
+from common.tables.shards import read_shards, settle_table
 from pipelines.scoring.archive_state import (
     INDEX_COLUMNS,
     LATEST_BUCKETS,
@@ -108,7 +110,7 @@ class ScoreStore:
 
     def read_rows(self, folder: str) -> pd.DataFrame:
         """Every ``part-*.parquet`` row of a folder, a video written twice (retried bundles) settled by
-        the one rule of :func:`common.shards.winning_attempts`; an unreadable part, cut by a kill, is skipped."""
+        the one rule of :func:`common.tables.shards.winning_attempts`; an unreadable part, cut by a kill, is skipped."""
         table = read_shards(folder)
         if table is None or table.num_rows == 0:
             return pd.DataFrame(columns=["key", "status", "scored_at"])
@@ -143,11 +145,24 @@ class ScoreStore:
                manifest: dict[str, Any]) -> None:
         """Write the run's history, fold it into the latest view, then its manifest (the run is done).
 
-        ``to_table`` turns a frame into an Arrow table of the scores schema. A kill before the
-        manifest leaves the run unfinished: the next run adopts its staged rows and redoes this.
+        ``to_table`` turns a frame into an Arrow table of the scores schema. ``jobs.score`` commits
+        through :mod:`pipelines.scoring.commit_intent` instead, which makes the same writes resumable.
         """
         if len(rows):
-            write_parquet(to_table(rows), storage.join(self.run_dir(run_id), HISTORY_FILE))
+            self.write_history(run_id, to_table(rows))
+        touched = self.fold_into_latest(rows, removed, to_table)
+        self.write_manifest(run_id, finished_manifest(manifest, run_id, len(rows), len(removed), touched))
+
+    def write_history(self, run_id: str, table: pa.Table) -> None:
+        """The run's settled rows as its history file (written whole; rewriting it gives the same file)."""
+        write_parquet(table, storage.join(self.run_dir(run_id), HISTORY_FILE))
+
+    def fold_into_latest(self, rows: pd.DataFrame, removed: Sequence[str], to_table: Any) -> int:
+        """Rewrite the latest files holding ``rows``' keys or ``removed`` ones; returns how many.
+
+        Each file is one atomic write and a video lives in one file, so a reader (or a kill) between
+        two files finds one row per video. Folding the same rows again gives the same files.
+        """
         touched: dict[int, list[int]] = {}
         for position, key in enumerate(rows["key"] if len(rows) else []):
             touched.setdefault(bucket_of(key), []).append(position)
@@ -163,8 +178,18 @@ class ScoreStore:
                 write_parquet(to_table(merged), url)
             else:
                 storage.remove(url)
-        manifest = {**manifest, "run_id": run_id, "rows": len(rows), "removed": len(removed),
-                    "latest_files_rewritten": len(set(touched) | set(gone)), "latest_buckets": LATEST_BUCKETS,
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            fail_point("commit.latest_file")
+        return len(set(touched) | set(gone))
+
+    def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> None:
+        """Written last: the run is finished."""
         data = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
         storage.write_bytes(storage.join(self.run_dir(run_id), MANIFEST_FILE), data)
+
+
+def finished_manifest(manifest: dict[str, Any], run_id: str, rows: int, removed: int,
+                      files_rewritten: int) -> dict[str, Any]:
+    """A run's manifest with what its commit wrote and when it finished."""
+    return {**manifest, "run_id": run_id, "rows": rows, "removed": removed,
+            "latest_files_rewritten": files_rewritten, "latest_buckets": LATEST_BUCKETS,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -19,7 +19,8 @@ from classifiers.descriptors import warn_if_runtimes_differ
 from classifiers.model_io import MODEL_FILE, TrainedModel, load_pipeline
 from classifiers.scoring import scores_metadata, scores_schema, scores_table
 from classifiers.timeline_scoring import track_scores_schema, window_scores_schema
-from common.schema import PROVENANCE_KEY
+from common.tables.schema import PROVENANCE_KEY
+from pipelines.extraction.adaptive import AdaptiveSettings, adaptive_from_flags
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
@@ -27,9 +28,10 @@ from pipelines.graph.runner import pipeline_options
 from pipelines.graph.scoring_steps import ScoredTimelineRows, run_scoring_pipeline
 from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.scoring.archive_state import ERROR, FAILED_STATUSES, RunCounts, count_run, settle_rows
+from pipelines.scoring.commit_intent import CommitIntent, commit_run
 from pipelines.scoring.model_check import CheckedModel
 from pipelines.scoring.night_plan import NightPlan, ScoringSettings
-from pipelines.scoring.timeline_store import TRACKS, WINDOWS, commit_timeline, staged_dir
+from pipelines.scoring.timeline_store import TRACKS, WINDOWS, collect_timeline_rows, staged_dir
 
 log = logging.getLogger("jobs.score")
 
@@ -42,6 +44,8 @@ class ScoringSetup:
     model_sha256: str
     config: ExtractionConfig
     provenance: dict[str, Any]
+    adaptive: AdaptiveSettings | None = None
+    """Adaptive frame rate, its threshold resolved for the model's kind of scores (None: exact)."""
 
 
 def prepare(checked: CheckedModel, args: ScoringSettings) -> ScoringSetup:
@@ -53,7 +57,13 @@ def prepare(checked: CheckedModel, args: ScoringSettings) -> ScoringSetup:
     provenance = checked.config.provenance(checked.weights_sha256)
     warn_if_runtimes_differ(model.provenance.descriptor_provenance, provenance, trained_what=f"model {args.model}",
                             found_what="this scoring run")
-    return ScoringSetup(model, checked.model_sha256, checked.config, provenance)
+    adaptive = adaptive_from_flags(args.adaptive, args.adaptive_threshold)
+    if adaptive is not None:
+        adaptive = adaptive.resolved(score_kind(model))
+        provenance = {**provenance, "adaptive": adaptive.to_dict()}  # absent: exact scoring
+        log.info("adaptive frame rate: steps %s, margin threshold %g (%s)", list(adaptive.steps),
+                 adaptive.threshold, score_kind(model))
+    return ScoringSetup(model, checked.model_sha256, checked.config, provenance, adaptive)
 
 
 def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, run_id: str,
@@ -79,7 +89,8 @@ def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, 
                                timeline_schemas[TRACKS]))
         run_scoring_pipeline(refs, setup.config, setup.provenance, model_dir,
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
-                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline)
+                             pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline,
+                             setup.adaptive)
         rows = store.read_rows(store.staged_dir(run_id))
         lost = clips_without_rows(list(plan.to_score["key"]), rows["key"], "videos")
         if lost:
@@ -91,10 +102,9 @@ def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, 
     manifest = night.manifest(args, counts)
     before_commit()
     started = time.perf_counter()
-    for table, table_schema in timeline_schemas.items():  # before the manifest: a killed commit is redone
-        manifest[f"{table.name}_rows"] = commit_timeline(store, table, run_id, settled, plan.removed,
-                                                         lambda frame, s=table_schema: scores_table(frame, s))
-    store.commit(run_id, settled, plan.removed, lambda frame: scores_table(frame, schema), manifest)
+    timeline = {table.name: scores_table(collect_timeline_rows(store, table, settled), table_schema)
+                for table, table_schema in timeline_schemas.items()}
+    commit_run(store, CommitIntent(run_id, scores_table(settled, schema), list(plan.removed), manifest, timeline))
     log.info("wrote run %s (%d rows, %d removed) and its latest files in %.1f s", run_id, len(settled),
              len(plan.removed), time.perf_counter() - started)
     failures = settled[settled["status"].isin(list(FAILED_STATUSES))] if len(settled) else settled
@@ -109,9 +119,12 @@ def model_info(setup: ScoringSetup, args: ScoringSettings) -> dict[str, Any]:
     prov = setup.model.provenance
     return {"model": str(args.model), "model_sha256": setup.model_sha256, "classifier": prov.classifier,
             "classes": prov.classes, "score_classes": score_classes(setup.model), "dataset": prov.dataset,
-            # SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores
-            "score_kind": "decision_function" if hasattr(setup.model.pipeline, "decision_function")
-            else "probability"}
+            "score_kind": score_kind(setup.model)}
+
+
+def score_kind(model: TrainedModel) -> str:
+    """SVM margins or forest probabilities, the same choice as classifiers.evaluation.class_scores."""
+    return "decision_function" if hasattr(model.pipeline, "decision_function") else "probability"
 
 
 def timeline_metadata(metadata: dict[bytes, bytes], setup: ScoringSetup) -> dict[bytes, bytes]:

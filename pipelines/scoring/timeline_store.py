@@ -13,8 +13,9 @@ A video's window and track rows belong to its latest score: the run that wrote i
 (this run, or an interrupted one whose staged rows the run adopted). Only videos with a final
 row (``ok``, ``faceless``) have any; a video whose latest row is a failure has none. A run
 rewrites only the latest files (bucketed by key like ``latest/``) of videos it scored or that
-left the archive, each in one atomic write, and does so before the run's manifest: a run killed
-in between is finished by the next one, which redoes these writes from the same staged rows.
+left the archive, each in one atomic write, before the run's manifest. ``jobs.score`` first records
+the rows in the run's commit intent (:mod:`pipelines.scoring.commit_intent`): a run killed in
+between is finished by the next one, which redoes these writes from the intent.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from pathlib import PurePosixPath
 import pandas as pd
 import pyarrow as pa
 
-from common import storage
-from common.parquet_io import read_parquet, write_parquet
+from common.stores import storage
+from common.fail_points import fail_point
+from common.tables.parquet_io import read_parquet, write_parquet
 from pipelines.graph.face_rows import clip_shard_key
 from pipelines.scoring.archive_state import FINAL_STATUSES, bucket_of
 from pipelines.scoring.score_store import RUN_PREFIX, ScoreStore, read_latest_file
@@ -86,32 +88,56 @@ def commit_timeline(store: ScoreStore, table: TimelineTable, run_id: str, settle
     ``settled`` holds the run's settled clip rows (``key``, ``status``, ``run_id``: the run that
     scored each, this one or an adopted one); ``to_table`` makes an Arrow table of the run's schema.
     """
-    touched: dict[int, set[str]] = defaultdict(set)
-    for key in list(settled["key"] if len(settled) else []) + list(removed):
-        touched[bucket_of(key)].add(key)
-    if not touched:
-        return 0
+    rows = collect_timeline_rows(store, table, settled)
+    keys = list(settled["key"] if len(settled) else []) + list(removed)
+    write_timeline_history(store, table, run_id, rows, keys, to_table)
+    fold_timeline(store, table, rows, keys, to_table)
+    return len(rows)
+
+
+def collect_timeline_rows(store: ScoreStore, table: TimelineTable, settled: pd.DataFrame) -> pd.DataFrame:
+    """The staged ``table`` rows of every video of ``settled`` with a final status, from the run that scored it."""
     final = settled[settled["status"].isin(list(FINAL_STATUSES))] if len(settled) else settled
     source = dict(zip(final["key"], final["run_id"])) if len(final) else {}
     staged = {run: _staged_files_by_clip(staged_dir(store, run, table)) for run in set(source.values())}
-    kept = 0
-    for bucket in sorted(touched):
-        rows = _staged_rows(table, [(key, source[key]) for key in sorted(touched[bucket]) if key in source], staged)
-        if len(rows):
-            write_parquet(to_table(rows), history_file(store, table, run_id, bucket))
+    return _staged_rows(table, sorted(source.items()), staged)
+
+
+def _by_bucket(keys: Sequence[str]) -> dict[int, set[str]]:
+    touched: dict[int, set[str]] = defaultdict(set)
+    for key in keys:
+        touched[bucket_of(key)].add(key)
+    return touched
+
+
+def write_timeline_history(store: ScoreStore, table: TimelineTable, run_id: str, rows: pd.DataFrame,
+                           keys: Sequence[str], to_table: Callable[[pd.DataFrame], pa.Table]) -> None:
+    """The run's ``table`` rows as its history, a file per bucket of ``keys`` that has rows (same rows, same files)."""
+    for bucket, bucket_keys in sorted(_by_bucket(keys).items()):
+        here = rows[rows["key"].isin(bucket_keys)] if len(rows) else rows
+        if len(here):
+            write_parquet(to_table(_sorted(here, table)), history_file(store, table, run_id, bucket))
+
+
+def fold_timeline(store: ScoreStore, table: TimelineTable, rows: pd.DataFrame, keys: Sequence[str],
+                  to_table: Callable[[pd.DataFrame], pa.Table]) -> None:
+    """Rewrite the latest files of ``keys``: their old rows out, ``rows`` in; each file one atomic write."""
+    for bucket, bucket_keys in sorted(_by_bucket(keys).items()):
+        here = rows[rows["key"].isin(bucket_keys)] if len(rows) else rows
         url = latest_file(store, table, bucket)
         existing = read_latest_file(url)
         if existing is not None and len(existing):
-            existing = existing[~existing["key"].isin(touched[bucket])]
-        merged = pd.concat([f for f in (existing, rows) if f is not None and len(f)], ignore_index=True) \
-            if (existing is not None and len(existing)) or len(rows) else rows
-        if len(merged):
-            merged = merged.sort_values(list(table.key_columns), kind="stable").reset_index(drop=True)
-            write_parquet(to_table(merged), url)
+            existing = existing[~existing["key"].isin(bucket_keys)]
+        parts = [f for f in (existing, here) if f is not None and len(f)]
+        if parts:
+            write_parquet(to_table(_sorted(pd.concat(parts, ignore_index=True), table)), url)
         elif storage.exists(url):
             storage.remove(url)
-        kept += len(rows)
-    return kept
+        fail_point("commit.timeline_file")
+
+
+def _sorted(rows: pd.DataFrame, table: TimelineTable) -> pd.DataFrame:
+    return rows.sort_values(list(table.key_columns), kind="stable").reset_index(drop=True)
 
 
 def _staged_rows(table: TimelineTable, wanted: list[tuple[str, str]],

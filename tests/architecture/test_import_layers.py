@@ -51,7 +51,7 @@ def layer_of(module: str) -> tuple[str, int]:
 
 def test_the_layers_are_what_the_checker_expects():
     modules = project_modules()
-    assert {"common.schema", "pipelines.extraction.settings", "pipelines.graph.extraction_graph",
+    assert {"common.tables.schema", "pipelines.extraction.settings", "pipelines.graph.extraction_graph",
             "pipelines.scoring.scoring_run", "jobs.extract"} <= set(modules)
     assert layer_of("pipelines.graph.planning") == ("pipelines.graph", 6)
     assert layer_of("pipelines") == ("pipelines", 5)

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.schema import DescriptorLayout, descriptor_table_schema
+from common.tables.schema import DescriptorLayout, descriptor_table_schema
 
 CLASSES = ("Angry", "Happy", "Sad")
 FEATURE_DIM = 2  # AFEW layout: 4 blocks x 2 = 8 values per clip

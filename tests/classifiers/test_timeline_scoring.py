@@ -17,7 +17,7 @@ from classifiers.timeline_scoring import (
     track_scores_schema,
     window_scores_schema,
 )
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator, one_face_per_frame_descriptor
 
 CLASSES = ("Negative", "Neutral", "Positive")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from videos import SAMPLES, panning_frames, write_video
 
-from common.schema import read_provenance
+from common.tables.schema import read_provenance
 from jobs import extract
 
 pytestmark = pytest.mark.slow
@@ -109,8 +109,8 @@ def test_bad_inputs_each_get_an_error_row_and_the_job_exits_non_zero(bad_inputs,
 
     original = decode.iter_frame_chunks
 
-    def failing_midway(path, sampling, frame_range=None):
-        for i, chunk in enumerate(original(path, sampling, frame_range)):
+    def failing_midway(path, sampling, frame_range=None, **decoding):
+        for i, chunk in enumerate(original(path, sampling, frame_range, **decoding)):
             if "midway" in str(path) and i == 1:
                 raise decode.VideoDecodeError(f"{path}: corrupt packet at frame {chunk.frame_indices[0]}")
             yield chunk

@@ -14,7 +14,7 @@ from videos import SAMPLES
 
 from classifiers.descriptors import check_same_identity
 from common.errors import IncompatibleArtifactsError
-from common.schema import read_provenance
+from common.tables.schema import read_provenance
 from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
 from jobs import extract, faces, finetune
 
@@ -49,6 +49,26 @@ def test_faces_writes_an_image_folder_and_a_manifest_row_per_image(sample_faces)
     assert broken.status == "error" and "broken.avi" in broken.error
     assert manifest.set_index("clip_id").loc["000006006"].status == "faceless"
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(set(images.label))
+
+
+def test_faces_writes_its_image_folder_to_a_bucket(bucket, tmp_path):
+    import fsspec
+
+    clip = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
+    data = tmp_path / "afew" / "Train_AFEW" / "Happy"
+    data.mkdir(parents=True)
+    shutil.copy(clip, data / clip.name)
+    out = f"{bucket}/faces"
+    assert faces.run(["--dataset", "afew", "--data-root", str(tmp_path / "afew"), "--frame-step", "10",
+                      "--output", out]) == 0
+    manifest = pd.read_parquet(f"{out}/manifest.parquet")
+    assert list(manifest.status) == ["ok"] * 5
+    fs = fsspec.filesystem("s3")
+    for path in manifest.path:
+        with fs.open(f"{out}/{path}", "rb") as file, Image.open(file) as image:
+            assert image.format == "PNG"
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(out, refresh=True)) == ["Happy", "_SUCCESS", "_summary.json",
+                                                                            "manifest.parquet"]
 
 
 def _png_faces(root, n_per_class=6):

@@ -3,6 +3,7 @@ Beam's own flags passed on, unusable output folders refused before any work (exi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -125,26 +126,64 @@ def test_every_job_exits_2_for_an_unwritable_output_before_any_work(tmp_path, ca
         assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
 
 
-def test_a_folder_the_user_may_not_write_in_is_refused():
-    """Checked in a forked child that, when the tests run as root, becomes user nobody first:
-    permission bits do not stop root (and nobody could not start this venv's Python afresh)."""
+def _as_nobody(check) -> bool:
+    """``check()`` in a forked child that, when the tests run as root, becomes user nobody first:
+    permission bits do not stop root (and nobody could not start this venv's Python afresh). The
+    child makes only os calls and runs already imported code, then leaves by ``os._exit``."""
+    pid = os.fork()
+    if pid == 0:
+        code = 5
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            code = 0 if check() else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _read_only_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="emotiw-read-only-"))  # under /tmp: reachable by any user
     os.chmod(folder, 0o555)
+    return folder
+
+
+def test_a_folder_the_user_may_not_write_in_is_refused():
+    folder = _read_only_folder()
+
+    def refused() -> bool:
+        try:
+            check_output_folder(folder / "model")
+        except OutputPathError as exc:
+            return f"no permission to write in {folder}" in str(exc)
+        return False
+
     try:
-        pid = os.fork()
-        if pid == 0:  # the child: only os calls and the already imported check, then _exit
-            code = 5
-            try:
-                if os.geteuid() == 0:
-                    os.setuid(65534)
-                check_output_folder(folder / "model")
-                code = 0
-            except OutputPathError as exc:
-                code = 3 if f"no permission to write in {folder}" in str(exc) else 4
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 3
+        assert _as_nobody(refused)
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
+
+
+def test_finetune_refuses_an_output_it_could_not_swap_into_place_before_training(tmp_path, capsys):
+    """The output may be writable while its parent is not: the staged folder beside it could then
+    never be made nor swapped in."""
+    from jobs import finetune
+
+    assert finetune.run(["--images", str(tmp_path), "--output", "s3://bucket/model"]) == 2
+    assert "fine-tuning writes a local folder" in capsys.readouterr().err
+    folder = _read_only_folder()
+    (folder / "model").mkdir()
+    os.chmod(folder / "model", 0o777)
+
+    def refused() -> bool:
+        sys.stderr = io.StringIO()
+        returned = finetune.run(["--images", str(folder), "--output", str(folder / "model")])
+        return returned == 2 and f"no permission to write in {folder}" in sys.stderr.getvalue()
+
+    try:
+        assert _as_nobody(refused)
     finally:
         os.chmod(folder, 0o755)
         shutil.rmtree(folder)

@@ -6,75 +6,25 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import boto3
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from scoring_helpers import HAPPY, NEUTRAL, latest_view, tracks_view, windows_view
 from videos import SAMPLES
 
 from classifiers.descriptors import load_descriptors
 from classifiers.model_io import load_model
 from classifiers.scoring import SCORING_KEY, predict_clips
-from common.schema import read_provenance
-from common.shards import written_at
+from common.tables.schema import read_provenance
 from jobs import extract, score, train
-from pipelines.graph.scoring_steps import run_scoring_pipeline
-from pipelines.scoring import night_plan, run_lock, scoring_run
+from pipelines.scoring import night_plan, run_lock
 
 pytestmark = pytest.mark.slow
-HAPPY = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
-NEUTRAL = SAMPLES / "afew" / "Train_AFEW" / "Neutral" / "000002002.avi"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LinearSVC trained on the descriptors of one Happy and one Neutral sample clip (frame step 10)."""
-    root = tmp_path_factory.mktemp("afew")
-    for clip in (HAPPY, NEUTRAL):
-        target = root / "Train_AFEW" / clip.parent.name / clip.name
-        target.parent.mkdir(parents=True)
-        shutil.copy(clip, target)
-    features, folder = root / "features", root / "model"
-    assert extract.run(["--dataset", "afew", "--data-root", str(root), "--frame-step", "10",
-                        "--output", str(features)]) == 0
-    assert train.run(["--features", str(features), "--output", str(folder)]) == 0
-    return folder
-
-
-@pytest.fixture
-def described(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The keys each run of the job sent to the Beam pipeline, one sorted list per call."""
-    calls: list[list[str]] = []
-
-    def spy(refs, *args, **kwargs):
-        calls.append(sorted(r.clip_id for r in refs))
-        return run_scoring_pipeline(refs, *args, **kwargs)
-
-    monkeypatch.setattr(scoring_run, "run_scoring_pipeline", spy)
-    return calls
-
-
-def _latest(output: Path) -> pd.DataFrame:
-    latest = pd.read_parquet(output / "latest")
-    assert latest.key.is_unique
-    return latest.set_index("key")
-
-
-def _windows(output: Path) -> pd.DataFrame:
-    return pd.read_parquet(output / "windows").sort_values(["key", "start_s"]).reset_index(drop=True)
-
-
-def _tracks(output: Path) -> pd.DataFrame:
-    return pd.read_parquet(output / "tracks").sort_values(["key", "track_id"]).reset_index(drop=True)
 
 
 def _archive(root: Path) -> tuple[Path, Path, Path]:
@@ -95,8 +45,8 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
             "--window-seconds", "1"]
 
     assert score.run(argv) == 1  # the broken file failed
-    first = _latest(output)
-    windows, tracks = _windows(output), _tracks(output)
+    first = latest_view(output)
+    windows, tracks = windows_view(output), tracks_view(output)
     assert windows.groupby("key").size().to_dict() == {"2024/05/b.mp4": 2, "2024/a.avi": 2}  # none for the failure
     assert windows.start_s.tolist() == [0.0, 1.0] * 2 and windows.end_s.tolist() == [1.0, 2.0] * 2
     assert windows.has_face.all() and set(windows.run_id) == set(first.run_id)
@@ -127,7 +77,7 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
 
     assert score.run(argv) == 1  # only the failed video is tried again, and given up on
     assert described[-1] == ["broken.mkv"]
-    second = _latest(output)
+    second = latest_view(output)
     assert second.loc["2024/a.avi", "scored_at"] == first.loc["2024/a.avi", "scored_at"]
     assert (second.loc["broken.mkv", "status"], second.loc["broken.mkv", "attempts"]) == ("failed_permanently", 2)
     assert {p.name: p.stat().st_mtime_ns for p in (output / "windows").iterdir()} == windows_files  # untouched
@@ -142,16 +92,16 @@ def test_nightly_runs_score_only_new_changed_and_failed_videos(model: Path, tmp_
     broken.unlink()
     assert score.run(argv) == 0
     assert described[-1] == ["2024/a.avi"]
-    third = _latest(output)
+    third = latest_view(output)
     assert sorted(third.index) == ["2024/05/b.mp4", "2024/a.avi"]
     assert third.loc["2024/a.avi", "mtime_ns"] == stat.st_mtime_ns + 10**9
     assert third.loc["2024/05/b.mp4", "scored_at"] == first.loc["2024/05/b.mp4", "scored_at"]
     assert "1 removed" in capsys.readouterr().out
-    latest_windows = _windows(output).groupby("key").run_id.unique().map(list).to_dict()
+    latest_windows = windows_view(output).groupby("key").run_id.unique().map(list).to_dict()
     assert latest_windows == {"2024/05/b.mp4": list(first.run_id[["2024/05/b.mp4"]]),
                               "2024/a.avi": list(third.run_id[["2024/a.avi"]])}  # only the changed video's
-    assert _tracks(output).groupby("key").run_id.first().to_dict() == third.run_id[["2024/05/b.mp4", "2024/a.avi"]] \
-        .to_dict()
+    track_runs = tracks_view(output).groupby("key").run_id.first().to_dict()
+    assert track_runs == third.run_id[["2024/05/b.mp4", "2024/a.avi"]].to_dict()
 
     window_history = pd.read_parquet(output / "windows_history")  # every run's window rows
     assert window_history.groupby("key").size().to_dict() == {"2024/05/b.mp4": 2, "2024/a.avi": 4}
@@ -176,7 +126,7 @@ def test_scores_made_on_the_workers_equal_a_batch_prediction_on_the_extracted_ta
     descriptors, trained = load_descriptors(features), load_model(model)
     usable = (descriptors.status == "ok") & descriptors.has_face
     labels, scores = predict_clips(trained.pipeline, trained.provenance.classes, descriptors.X, usable)
-    latest = _latest(output)
+    latest = latest_view(output)
     latest.index = [Path(k).stem for k in latest.index]  # the folder table's clip ids are file stems
     latest = latest.loc[list(descriptors.clip_ids)]
     assert latest["predicted_label"].tolist() == labels.tolist()
@@ -245,7 +195,7 @@ def test_a_model_trained_on_descriptors_of_other_library_versions_is_used_with_a
     edited = _edited_model(model, tmp_path / "model", descriptor_provenance=older)
     with caplog.at_level("WARNING"):
         code = score.run(["--model", str(edited), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")])
-    assert code == 0 and len(_latest(tmp_path / "s")) == 1
+    assert code == 0 and len(latest_view(tmp_path / "s")) == 1
     assert f"pillow 11.0.0 -> {described['libraries']['pillow']}" in caplog.text
 
 
@@ -297,83 +247,6 @@ def test_a_night_with_nothing_new_loads_no_model_network_or_beam_and_writes_only
     run_lock.acquire(str(output), "the-next-run").release()  # and the lock was released
 
 
-def test_a_run_killed_midway_is_resumed_without_describing_its_finished_clips_again(
-        model: Path, tmp_path: Path, described: list[list[str]], caplog: pytest.LogCaptureFixture) -> None:
-    archive, output = tmp_path / "archive", tmp_path / "scores"
-    archive.mkdir()
-    for i in range(12):
-        shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
-    argv = ["--model", str(model), "--input", str(archive), "--output", str(output)]
-    job = subprocess.Popen([sys.executable, "-m", "jobs.score", *argv, "--flush-clips", "1"],
-                           cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while len(list(output.glob("scores/run=*/_staged/part-*.parquet"))) < 2:
-            assert job.poll() is None, "the job ended before it could be killed"
-            assert time.monotonic() < deadline, "the job wrote no staged rows in time"
-            time.sleep(0.05)
-        job.send_signal(signal.SIGKILL)
-    finally:
-        job.kill()
-        job.wait()
-    assert job.returncode == -signal.SIGKILL
-    killed_run = next(output.glob("scores/run=*"))
-    finished = set(pd.read_parquet(killed_run / "_staged")["key"])
-    assert 2 <= len(finished) < 12 and (output / "_lock.json").exists()
-    assert not (killed_run / "_manifest.json").exists() and not (output / "latest").exists()
-
-    caplog.set_level(logging.INFO)
-    assert score.run(argv) == 0
-    assert described == [sorted({f"{i:02d}.avi" for i in range(12)} - finished)]  # nothing described twice
-    messages = [r.getMessage() for r in caplog.records]
-    assert any(f"reused {len(finished)} clips they had finished" in m for m in messages)
-    assert any("took over the lock" in m and "is gone" in m for m in messages)
-    latest = _latest(output)  # one row per video: nothing lost, nothing twice
-    assert len(latest) == 12 and (latest.status == "ok").all()
-    assert set(latest.index[latest.run_id == killed_run.name.removeprefix("run=")]) == finished
-    for table in (_windows(output), _tracks(output)):  # one window (2 s clips, 10 s windows) and one track each,
-        assert table.key.is_unique and len(table) == 12  # from the run that scored the video's latest row
-        assert (table.set_index("key").run_id == latest.run_id[table.key]).all()
-    assert latest.loc["00.avi", "predicted_label"] == "Happy" and latest.loc["01.avi", "predicted_label"] == "Neutral"
-    assert score.run(argv) == 0 and len(described) == 1  # the next night finds everything done
-
-
-def test_a_run_whose_lock_is_taken_over_while_it_scores_stops_before_its_commit_with_exit_3(
-        model: Path, tmp_path: Path) -> None:
-    """A run paused (SIGSTOP) past the stale time is taken over; resumed, it must not commit."""
-    archive, output = tmp_path / "archive", tmp_path / "scores"
-    archive.mkdir()
-    for i in range(6):
-        shutil.copy((HAPPY, NEUTRAL)[i % 2], archive / f"{i:02d}.avi")
-    log_file = tmp_path / "job.log"  # a file, not a pipe: the job's log must never block it
-    with log_file.open("w") as log:
-        job = subprocess.Popen([sys.executable, "-m", "jobs.score", "--model", str(model), "--input", str(archive),
-                                "--output", str(output), "--flush-clips", "1", "--lock-stale-minutes", "0.05"],
-                               cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=log)
-    deadline = time.monotonic() + 300
-    try:
-        while len(list(output.glob("scores/run=*/_staged/part-*.parquet"))) < 2:
-            assert job.poll() is None, "the job ended before it could be paused"
-            assert time.monotonic() < deadline, "the job wrote no staged rows in time"
-            time.sleep(0.05)
-        job.send_signal(signal.SIGSTOP)
-        time.sleep(3.5)  # past its 3 s stale time: its heartbeat has stopped
-        taker = run_lock.acquire(str(output), "the-taker", stale_s=3.0)
-        job.send_signal(signal.SIGCONT)
-        assert job.wait(timeout=300) == 3
-    finally:
-        job.kill()
-        job.wait()
-    err = log_file.read_text()
-    assert "taken over by run the-taker" in err and "stopped before its commit" in err
-    assert not (output / "latest").exists() and not list(output.glob("scores/run=*/_manifest.json"))
-    assert list(output.glob("scores/run=*/_staged/part-*.parquet"))  # its rows stay for the next run
-    lock = json.loads((output / "_lock.json").read_text())
-    assert lock["run_id"] == "the-taker" and "released" not in lock  # the stopped run left it alone
-    taker.release()
-
-
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
 def test_a_lock_stale_time_that_is_not_a_positive_number_is_a_usage_error(value: str, tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -384,81 +257,51 @@ def test_a_lock_stale_time_that_is_not_a_positive_number_is_a_usage_error(value:
     assert not (tmp_path / "s").exists()
 
 
-def _upload(bucket: str, key: str, source: Path | bytes) -> None:
-    """With the store's own client, not through the job's storage functions."""
-    body = source if isinstance(source, bytes) else source.read_bytes()
-    name = bucket.split("://", 1)[1]
-    if bucket.startswith("s3://"):
-        boto3.client("s3").put_object(Bucket=name, Key=key, Body=body)
-    else:
-        fsspec.filesystem("gs").pipe_file(f"{name}/{key}", body)
+@pytest.mark.parametrize("flags, message", [
+    (["--adaptive", "9,18,1"], "--adaptive steps must decrease"),
+    (["--adaptive", "18,x"], "--adaptive must be comma-separated frame steps"),
+    (["--adaptive", "18,9,1", "--adaptive-threshold", "-1"], "--adaptive-threshold must be a finite margin >= 0"),
+    (["--adaptive-threshold", "0.5"], "--adaptive-threshold applies to adaptive scoring only"),
+])
+def test_malformed_adaptive_flags_are_a_usage_error_before_the_model_is_read(
+        flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--model", str(tmp_path / "no-model"), "--input", str(HAPPY.parent), "--output", str(tmp_path / "s")]
+    assert score.run(argv + flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
-def _keys(bucket: str, prefix: str) -> list[str]:
-    name = bucket.split("://", 1)[1]
-    if bucket.startswith("s3://"):
-        listed = boto3.client("s3").list_objects_v2(Bucket=name, Prefix=prefix)
-        return sorted(o["Key"] for o in listed.get("Contents", []))
-    found = fsspec.filesystem("gs").find(f"{name}/{prefix}")
-    return sorted(path.removeprefix(f"{name}/") for path in found)
+def test_adaptive_scoring_records_each_windows_step_and_frames_and_densified_equals_exact(
+        model: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy(HAPPY, archive / "a.avi")  # 2 s at 25 fps; the model samples every 10th frame: 0, 10, ..., 40
 
+    def run(name: str, *flags: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        output = tmp_path / name
+        assert score.run(["--model", str(model), "--input", str(archive), "--output", str(output),
+                          "--window-seconds", "1", *flags]) == 0
+        return latest_view(output), windows_view(output)
 
-@pytest.mark.parametrize("where", ["s3", "gs"])
-def test_an_archive_in_a_bucket_is_scored_into_the_bucket(model: Path, where: str, tmp_path: Path,
-                                                           described: list[list[str]],
-                                                           request: pytest.FixtureRequest,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    bucket = request.getfixturevalue({"s3": "bucket", "gs": "gcs_bucket"}[where])
-    _upload(bucket, "archive/videos/2024/a.avi", HAPPY)
-    _upload(bucket, "archive/videos/b.avi", NEUTRAL)
-    _upload(bucket, "archive/videos/broken.mp4", b"not a video")
-    worker_tmp = tmp_path / "worker-tmp"
-    worker_tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(worker_tmp))  # where the workers stream the videos to
-    argv = ["--model", str(model), "--input", f"{bucket}/archive/videos", "--output", f"{bucket}/nightly"]
-
-    assert score.run(argv) == 1
-    # pandas reads the bucket directly; through fsspec (storage_options): Arrow's own GCS client
-    # ignores STORAGE_EMULATOR_HOST and would look for Google's servers
-    latest = pd.read_parquet(f"{bucket}/nightly/latest", storage_options={}).set_index("key")
-    assert sorted(latest.index) == ["2024/a.avi", "b.avi", "broken.mp4"]
-    assert latest.loc["2024/a.avi", "path"] == f"{bucket}/archive/videos/2024/a.avi"
-    assert latest.loc["2024/a.avi", "predicted_label"] == "Happy" and latest.loc["b.avi", "predicted_label"] == "Neutral"
-    assert latest.loc["b.avi", "size_bytes"] == NEUTRAL.stat().st_size
-    assert "cannot open as a video" in latest.loc["broken.mp4", "error"]
-    assert list(worker_tmp.iterdir()) == []  # every downloaded video deleted after its clip
-    objects = _keys(bucket, "nightly/")
-    assert any(k.endswith("/_manifest.json") for k in objects)
-    with fsspec.open(f"{bucket}/nightly/_lock.json", "rb") as lock:
-        assert json.load(lock)["released"] is True  # the run let it go
-
-    # Only the broken video is tried again, until --max-attempts (3) gives up on it.
-    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
-    assert score.run(argv) == 1 and described[-1] == ["broken.mp4"]
-    assert score.run(argv) == 0 and len(described) == 3  # given up after three attempts
-    final = pd.read_parquet(f"{bucket}/nightly/latest", storage_options={}).set_index("key")
-    assert final.loc["broken.mp4", "status"] == "failed_permanently"
-
-
-def test_extract_writes_its_table_to_a_bucket(bucket: str, tmp_path: Path) -> None:
-    root = tmp_path / "afew"
-    target = root / "Train_AFEW" / "Happy" / HAPPY.name
-    target.parent.mkdir(parents=True)
-    shutil.copy(HAPPY, target)
-    argv = ["--dataset", "afew", "--data-root", str(root), "--frame-step", "10", "--output", f"{bucket}/features"]
-    assert extract.run(argv) == 0
-    first = _keys(bucket, "features")
-    shard = next(k for k in first if k.endswith(".parquet"))
-    first_written = written_at(f"{bucket}/{shard}")
-    assert extract.run(argv) == 0  # a second run replaces the table, it does not add to it
-    table = pd.read_parquet(f"{bucket}/features")
-    assert table.clip_id.tolist() == [HAPPY.stem] and table.status.tolist() == ["ok"]
-    assert len(table.descriptor.iloc[0]) > 0
-    keys = _keys(bucket, "features")
-    assert "features/_summary.json" in keys and len(keys) == len(first) == 2
-    assert not any(".incomplete-" in k for k in keys)
-    # The same clip with the same outcome keeps its shard's name; the shard itself was written again.
-    assert set(keys) == set(first) and written_at(f"{bucket}/{shard}") > first_written
+    exact, exact_windows = run("exact")
+    assert exact.frame_step.isna().all() and exact_windows.n_frames_available.isna().all()  # exact: no adaptive
+    # Threshold 0: every window with a face is done on the coarse grid, every 2nd sampled frame (0, 20 | 40).
+    coarse, coarse_windows = run("coarse", "--adaptive", "2,1", "--adaptive-threshold", "0")
+    assert coarse_windows.frame_step.tolist() == [2, 2]
+    assert coarse_windows.n_frames.tolist() == [2, 1] and coarse_windows.n_frames_available.tolist() == [3, 2]
+    assert (coarse.loc["a.avi", "frame_step"], coarse.loc["a.avi", "n_frames"],
+            coarse.loc["a.avi", "n_frames_available"]) == (2, 3, 5)
+    assert coarse.loc["a.avi", "predicted_label"] == "Happy"
+    provenance = read_provenance(pq.read_schema(next((tmp_path / "coarse" / "windows").glob("*.parquet"))))
+    assert provenance["adaptive"] == {"schedule": [2, 1], "threshold": 0.0}
+    # A threshold no margin reaches: every window ends on every frame, and scores as exact mode does.
+    dense, dense_windows = run("dense", "--adaptive", "2,1", "--adaptive-threshold", "1e9")
+    assert dense_windows.frame_step.tolist() == [1, 1]
+    assert dense_windows.n_frames.tolist() == exact_windows.n_frames.tolist() == [3, 2]
+    assert dense_windows.predicted_label.tolist() == exact_windows.predicted_label.tolist()
+    for column in ("score_Happy", "score_Neutral"):
+        np.testing.assert_allclose(dense_windows[column], exact_windows[column], rtol=1e-5)
+        np.testing.assert_allclose(dense[column], exact[column], rtol=1e-5)
 
 
 def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -475,14 +318,14 @@ def test_videos_split_into_segments_are_scored_as_when_whole(tmp_path: Path, cap
     with caplog.at_level(logging.INFO, logger="pipelines.graph.describe_steps"):
         assert score.run([*argv, "--output", str(tmp_path / "split"), "--segment-frames", "32"]) == 0
     assert caplog.text.count("50 frames in 2 segments") == 2  # both 50-frame clips were split
-    whole, split = _latest(tmp_path / "whole"), _latest(tmp_path / "split")
+    whole, split = latest_view(tmp_path / "whole"), latest_view(tmp_path / "split")
     columns = ["status", "predicted_label", "n_frames", "n_faces"]
     assert split[columns].equals(whole[columns]) and (split.n_frames == 50).all()
     for name in ("score_Happy", "score_Neutral"):
         np.testing.assert_allclose(split[name].to_numpy(), whole[name].to_numpy(), rtol=1e-6)
-    for read in (_windows, _tracks):  # windows cut by a segment boundary merged exactly; tracks stitched
+    for read in (windows_view, tracks_view):  # windows cut by a segment boundary merged exactly; tracks stitched
         a, b = read(tmp_path / "whole"), read(tmp_path / "split")
-        assert len(a) == (4 if read is _windows else 2)
+        assert len(a) == (4 if read is windows_view else 2)
         same = [c for c in a.columns if c not in ("scored_at", "run_id") and not c.startswith("score_")]
         assert a[same].equals(b[same])
         np.testing.assert_allclose(a.score_Happy, b.score_Happy, rtol=1e-5)
@@ -523,7 +366,7 @@ def test_faceless_windows_have_no_scores_and_a_video_without_a_frame_rate_gets_a
     assert not output.exists()
 
     assert score.run(argv) == 0  # the video is described and scored; only its windows cannot be placed in time
-    latest, windows, tracks = _latest(output), _windows(output), _tracks(output)
+    latest, windows, tracks = latest_view(output), windows_view(output), tracks_view(output)
     assert latest.loc["no_rate.webm", "status"] == "ok" and latest.loc["no_rate.webm", "predicted_label"] == "Happy"
     (error_row,) = windows[windows.key == "no_rate.webm"].itertuples()
     assert pd.isna(error_row.start_s) and pd.isna(error_row.predicted_label) and not error_row.has_face

@@ -135,10 +135,10 @@ def test_a_failed_segment_makes_the_whole_clip_an_error_with_no_partial_rows(two
 
     original = decode.iter_frame_chunks
 
-    def failing_in_the_third_segment(path, sampling, frame_range=None):
+    def failing_in_the_third_segment(path, sampling, frame_range=None, **decoding):
         if "000001001" in str(path) and frame_range is not None and frame_range[0] == 64:
             raise decode.VideoDecodeError(f"{path}: corrupt packet at frame 33")
-        yield from original(path, sampling, frame_range)
+        yield from original(path, sampling, frame_range, **decoding)
 
     monkeypatch.setattr("pipelines.extraction.video_source.iter_frame_chunks", failing_in_the_third_segment)
     argv = ["--dataset", "afew", "--data-root", str(two_clips), *outputs(tmp_path), *SPLIT]

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifiers.model_io import load_model
-from common.schema import DescriptorLayout, descriptor_table_schema
+from common.tables.schema import DescriptorLayout, descriptor_table_schema
 from jobs import evaluate, train
 
 CLASSES = ("Positive", "Neutral", "Negative")

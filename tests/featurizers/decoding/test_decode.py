@@ -98,16 +98,8 @@ def test_riff_check_ignores_other_formats_and_unpatched_headers(tmp_path):
 @pytest.fixture(scope="module")
 def h264_clip(tmp_path_factory, astronaut):
     """A 70-frame H.264 clip with a keyframe every 16 frames and B-frames: ranges start mid-GOP."""
-    import av
-
-    path = tmp_path_factory.mktemp("decode") / "pan.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "16", "bf": "2"})
-        stream.height, stream.width, stream.pix_fmt = 96, 128, "yuv420p"
-        for frame in panning_frames(astronaut, 70, (96, 128)):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    return write_video(tmp_path_factory.mktemp("decode") / "pan.mp4", panning_frames(astronaut, 70, (96, 128)),
+                       codec="libx264", options={"g": "16", "bf": "2"})
 
 
 def test_probe_video_reads_the_declared_count_and_rate(counting_clip, tmp_path):

@@ -8,7 +8,7 @@ import timm
 import torch
 
 from common.errors import CheckpointFormatError
-from common.schema import frame_table_schema
+from common.tables.schema import frame_table_schema
 from featurizers.embedding.embed import FaceEmbedder, load_network, preprocess_faces
 from featurizers.embedding.finetuned import FinetunedDescription, save_featurizer_folder
 from featurizers.embedding.registry import canonical_featurizer, get_featurizer_spec, resolve_weights_path

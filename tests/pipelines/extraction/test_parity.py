@@ -29,11 +29,11 @@ def plain_loop_result(dataset: str, clip: str, step: int) -> tuple[np.ndarray, i
 @pytest.mark.parametrize(
     "dataset, clip, step, tolerance, backend",
     [
-        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 2, 1e-4, "onnx"),
-        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 2, 1e-4, "torch"),
+        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 4, 1e-4, "onnx"),
+        ("afew", "afew/Train_AFEW/Happy/000001001.avi", 4, 1e-4, "torch"),
         # Our batched, channels-last MTCNN cascade moves landmarks by ~1e-4 px against stock calls,
         # which can flip the rounding of a few aligned pixels by one grey level: a wider tolerance.
-        ("vgaf", "vgaf/Train/2_3.mp4", 5, 1e-3, "onnx"),
+        ("vgaf", "vgaf/Train/2_3.mp4", 8, 1e-3, "onnx"),
     ],
 )
 def test_pipeline_descriptor_equals_the_plain_loop(dataset, clip, step, tolerance, backend):
@@ -41,7 +41,7 @@ def test_pipeline_descriptor_equals_the_plain_loop(dataset, clip, step, toleranc
         dataset=dataset,
         featurizer="effnet_lite0_imagenet",
         detector=ExtractionConfig.default_detector(dataset),
-        sampling=FrameSampling(step=step, chunk_size=8),  # several chunks, so streaming is exercised
+        sampling=FrameSampling(step=step, chunk_size=4),  # several chunks (13 and 7 frames), so streaming is exercised
         face_batch_size=7,  # batches that cut across frames
         device="cpu",
         backend=backend,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import sampled_indices
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.segments import (
@@ -105,3 +105,29 @@ def test_a_failed_or_missing_segment_makes_the_clip_an_error_and_a_repeat_counts
     assert merge_segments([ok0, ok1], layout).error == "segments [3] of 3 came back without a result"
     repeated = merge_segments([ok0, ok1, ok1, _part(layout, 2, 3, [[5, 6]], [9])], layout)
     assert repeated.error is None and repeated.accumulator.n_faces == 3
+
+
+def test_the_corrupt_frame_limit_applies_to_the_split_clips_total_as_unsplit():
+    layout = DescriptorLayout("afew", 2)
+
+    def segment(index, decoded, corrupt):
+        part = _part(layout, index, 2, [[1, 2]], [0])  # 2 frames decoded
+        part.accumulator.add_frames(decoded - 2)
+        part.n_corrupt_frames = corrupt
+        return part
+
+    # 3 of 8 corrupt in one segment (over 10 % there) but 3 of 40 in the clip: ok, as unsplit
+    within = merge_segments([segment(0, 5, 3), segment(1, 32, 0)], layout)
+    assert within.error is None and within.n_corrupt_frames == 3
+    over = merge_segments([segment(0, 14, 2), segment(1, 14, 2)], layout)  # 4 of 32: each and all over
+    assert over.error == ("VideoDecodeError: /videos/long.mp4: 4 of the 32 sampled frames of the whole clip are "
+                          "corrupt or missing (more than 10%)")
+
+
+def test_each_task_of_a_planned_clip_carries_its_window_of_the_one_index():
+    from featurizers.decoding.frame_index import index_of_packets
+
+    index = index_of_packets([(t, t, t % 10 == 0) for t in range(100)], 25.0)
+    tasks = plan_segments(CLIP, segment_ranges(100, 1, 32, 8), index)
+    assert [(t.frames.first, t.frames.stop) for t in tasks] == [(0, 32), (30, 64), (60, 96), (90, 100)]
+    assert plan_segments(CLIP, [(0, 100)], index)[0].frames is index

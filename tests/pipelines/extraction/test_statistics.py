@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator, RunningStats, frame_statistics, group_by_frame
 
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from featurizers.decoding.decode import FrameChunk
 from pipelines.extraction.timeline import PartTimeline, TimelineSettings, finish_timeline, timeline_from_flags
 

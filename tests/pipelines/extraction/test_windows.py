@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from common.errors import EmotiwError, FrameRateError
-from common.schema import DescriptorLayout
+from common.tables.schema import DescriptorLayout
 from pipelines.extraction.statistics import ClipAccumulator
 from pipelines.extraction.windows import (
     WindowedAccumulator,

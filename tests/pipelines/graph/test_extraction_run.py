@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from common.schema import descriptor_table_schema
-from common.shards import write_rows
+from common.tables.schema import descriptor_table_schema
+from common.tables.shards import write_rows
 from jobs.job_setup import pipeline_options
 from pipelines.extraction.clip_describer import clip_row
 from pipelines.extraction.clip_records import ClipRef

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from common.schema import frame_table_schema
+from common.tables.schema import frame_table_schema
 from pipelines.graph.face_rows import face_row_writer, remove_face_rows
 
 

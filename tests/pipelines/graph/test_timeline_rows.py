@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from common.schema import frame_table_schema
+from common.tables.schema import frame_table_schema
 from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.extraction.timeline import TimelineSettings

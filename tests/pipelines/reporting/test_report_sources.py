@@ -120,10 +120,24 @@ def test_latest_files_of_two_models_with_different_classes_are_read_together(tmp
 
 
 def test_a_scores_output_in_a_bucket_is_read_like_a_folder(scores, bucket):
-    from common import storage
+    from common.stores import storage
 
     fs, path = storage.filesystem(bucket)
     fs.put(str(scores), f"{path}/scores", recursive=True)
     remote, local = load_scores_report(f"{bucket}/scores"), load_scores_report(str(scores))
     assert remote.counts == local.counts and remote.failures == local.failures
     assert [(v.key, v.points, v.tracks) for v in remote.videos] == [(v.key, v.points, v.tracks) for v in local.videos]
+
+
+def test_an_extract_table_in_a_bucket_is_read_only_once_its_success_marker_is_there(tmp_path, bucket):
+    from common.stores import storage
+
+    paths = write_extract_outputs(tmp_path)
+    fs, path = storage.filesystem(bucket)
+    fs.put(str(paths["features"]), f"{path}/features", recursive=True)
+    with pytest.raises(ReportInputError, match="--features .* has no _SUCCESS"):  # being replaced: may be a mix
+        load_extract_report(features=f"{bucket}/features")
+    storage.write_bytes(f"{bucket}/features/_SUCCESS", b"{}")
+    remote = load_extract_report(features=f"{bucket}/features")
+    local = load_extract_report(features=str(paths["features"]))
+    assert remote.counts == local.counts and remote.failures == local.failures

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from lock_race import race
 
-from common import storage
-from common.versioned_file import VersionConflict, versioned_file
+from common.stores import storage
+from common.stores.versioned_file import VersionConflict, versioned_file
 from pipelines.scoring import run_lock
 
 STORES = ["local", "s3", "gs"]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from classifiers.scoring import scores_table
 from classifiers.timeline_scoring import window_scores_schema
-from common.shards import ShardWriter
+from common.tables.shards import ShardWriter
 from pipelines.graph.face_rows import clip_shard_key
 from pipelines.scoring.archive_state import bucket_of
 from pipelines.scoring.score_store import ScoreStore

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.parquet_io import read_column, rows_to_table
-from common.publishing import publish, staging_dir
-from common.schema import DescriptorLayout, descriptor_table_schema, read_provenance
-from common.shards import write_rows
+from common.tables.parquet_io import read_column, rows_to_table
+from common.stores.publishing import publish, staging_dir
+from common.tables.schema import DescriptorLayout, descriptor_table_schema, read_provenance
+from common.tables.shards import write_rows
 
 
 def row(clip_id: str, status: str = "ok", length: int = 8) -> dict:

@@ -191,11 +191,11 @@ def _list_remote(root: str, suffixes: frozenset[str]) -> list[ListedFile]:
         parts = PurePosixPath(key).parts
         if PurePosixPath(key).suffix.lower() not in suffixes or any(p.startswith(".") for p in parts):
             continue
-        found.append(ListedFile(key, f"{protocol}://{name}", int(info["size"]), _mtime_ns(info)))
+        found.append(ListedFile(key, f"{protocol}://{name}", int(info["size"]), modified_ns(info)))
     return sorted(found, key=lambda f: f.key)
 
 
-def _mtime_ns(info: dict[str, Any]) -> int:
+def modified_ns(info: dict[str, Any]) -> int:
     """Last-modified time of an object-store listing entry (S3 ``LastModified``, GCS ``updated``)."""
     for field in ("LastModified", "updated", "mtime", "last_modified"):
         value = info.get(field)

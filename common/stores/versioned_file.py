@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from common import storage
+from common.stores import storage
 
 CLAIMS_KEPT_S = 3600.0
 """Local claims older than this are deleted: a writer that read a version an hour ago and only

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import storage
+from common.stores import storage
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -25,6 +26,20 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table
         else:
             columns[field.name] = pa.array(values, field.type)
     return pa.table(columns, schema=schema)
+
+
+def frame_to_table(rows: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """A DataFrame as an Arrow table of exactly ``schema`` (missing columns null, extra ones dropped)."""
+    rows = rows.reindex(columns=schema.names)
+    arrays = []
+    for column in schema:
+        values = rows[column.name]
+        if pa.types.is_timestamp(column.type):  # naive UTC values; the Arrow type carries the zone
+            values = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+        elif pa.types.is_integer(column.type):
+            values = values.astype("Int64")
+        arrays.append(pa.array(values, type=column.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def shard_paths(folder: str | os.PathLike[str]) -> list[str]:

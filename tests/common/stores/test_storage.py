@@ -10,7 +10,7 @@ import boto3
 import fsspec
 import pytest
 
-from common import storage
+from common.stores import storage
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 
 

@@ -31,9 +31,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import storage
+from common.stores import storage
 from common.flush_policy import FLUSH_EVERY_ROWS
-from common.parquet_io import read_parquet, rows_to_table, shard_paths, write_parquet
+from common.tables.parquet_io import read_parquet, rows_to_table, shard_paths, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from common.schema import PROVENANCE_KEY, DescriptorLayout, descriptor_table_schema
+from common.tables.schema import PROVENANCE_KEY, DescriptorLayout, descriptor_table_schema
 
 WINDOW_SPAN_FIELDS = (pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()))
 """Null, with ``status = "error"``, for a video that states no frame rate."""

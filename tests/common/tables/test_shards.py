@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from common.shards import (
+from common.tables.shards import (
     ATTEMPT_COLUMN,
     ShardWriter,
     read_shards,

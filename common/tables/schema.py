@@ -63,6 +63,13 @@ def class_names(dataset: DatasetKind) -> tuple[str, ...]:
     return {"afew": AFEW_CLASSES, "vgaf": VGAF_CLASSES}.get(dataset, ())
 
 
+ADAPTIVE_SCORE_FIELDS = (pa.field("frame_step", pa.int64()), pa.field("n_frames_available", pa.int64()))
+"""Columns of ``jobs.score --adaptive`` in its clip and window score tables: the frame step a window
+ended at (counted in the model's sampled frames; a clip row: the finest step of its windows) and the
+frames exact scoring would describe there (``n_frames`` counts those described). Null in exact mode;
+absent from tables of earlier versions, which readers take as exact."""
+
+
 def descriptor_table_schema(layout: DescriptorLayout, provenance: dict[str, Any] | None = None) -> pa.Schema:
     """Arrow schema of the clip table; the descriptor is a fixed-size float32 list."""
     fields = [
