@@ -89,6 +89,10 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
     adaptive_from_flags(settings.adaptive, settings.adaptive_threshold)
     # Against a 1-pixel face here; against the model's minimum face size once it is read (check_model).
     DetectionMode(settings.detect_every, settings.detect_max_side).check(1, "a face of at least one pixel")
+    if settings.adaptive is not None and settings.detect_every != 1:
+        # Adaptive passes describe sparse frames (every 18th, then 9th): no neighbours to follow faces through.
+        raise ValueError("--detect-every cannot be combined with --adaptive (its passes describe sparse frames); "
+                         "--detect-max-side can")
     return timeline_from_flags(settings.window_seconds, settings.min_track_seconds, windows=True, tracks=True,
                                windows_can_be_off=True)
 

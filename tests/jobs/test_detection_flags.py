@@ -25,6 +25,7 @@ def test_extract_and_faces_refuse_a_bad_detection_mode(job, flags, message, tmp_
 @pytest.mark.parametrize("flags, message", [
     (["--detect-every", "-1"], "--detect-every must be an integer >= 1"),
     (["--detect-max-side", "0"], "--detect-max-side must be at least the minimum face size"),
+    (["--detect-every", "5", "--adaptive", "18,9,1"], "--detect-every cannot be combined with --adaptive"),
 ])
 def test_score_refuses_a_bad_detection_mode_before_reading_the_model(flags, message, tmp_path, capsys):
     argv = ["--model", str(tmp_path / "no-model"), "--input", str(tmp_path), "--output", str(tmp_path / "s"), *flags]
