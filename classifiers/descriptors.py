@@ -98,14 +98,19 @@ def check_same_identity(expected: dict[str, Any], found: dict[str, Any], *, expe
 
 
 def runtime_differences(trained: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """How the featurizer and detector backends and descriptor library versions (provenance keys
-    ``featurizer_backend``, ``detector_backend`` and ``libraries``) differ between two provenance
-    dicts, one line each; empty when they agree or when either side does not record them."""
+    """How the featurizer and detector backends, the face detection mode and descriptor library
+    versions (provenance keys ``featurizer_backend``, ``detector_backend``, ``detection_mode`` and
+    ``libraries``) differ between two provenance dicts, one line each; empty when they agree or
+    (backends, libraries) when either side does not record them. A table that records no
+    detection mode was made before faster modes existed: exact."""
     differ = []
     for part in ("featurizer", "detector"):
         backends = trained.get(f"{part}_backend"), found.get(f"{part}_backend")
         if None not in backends and "auto" not in backends and backends[0] != backends[1]:
             differ.append(f"{part} backend {backends[0]} -> {backends[1]}")
+    modes = detection_mode_name(trained), detection_mode_name(found)
+    if modes[0] != modes[1]:
+        differ.append(f"face detection {modes[0]} -> {modes[1]}")
     a, b = trained.get("libraries"), found.get("libraries")
     if isinstance(a, dict) and isinstance(b, dict):
         for name in sorted(set(a) | set(b)):
@@ -114,17 +119,24 @@ def runtime_differences(trained: dict[str, Any], found: dict[str, Any]) -> list[
     return differ
 
 
+def detection_mode_name(provenance: dict[str, Any]) -> str:
+    """The face detection mode a provenance records (``exact``, ``every-5``, ``max-side-640``, ...)."""
+    record = provenance.get("detection_mode")
+    return str(record.get("mode", "exact")) if isinstance(record, dict) else "exact"
+
+
 def warn_if_runtimes_differ(trained: dict[str, Any], found: dict[str, Any], *, trained_what: str,
                             found_what: str) -> list[str]:
     """Log a warning (and return the differences) when descriptors were made with other library
-    versions or another backend than the model's training descriptors.
+    versions, another backend or another face detection mode than the model's training descriptors.
 
     Not an error: the descriptors usually move by little (Pillow 12 and 13 differ by one grey
-    level in some resized pixels), but scores may then differ from those of an exact rerun.
+    level in some resized pixels; a faster detection mode keeps them within cosine 0.99 on the
+    benchmark clips), but scores may then differ from those of an exact rerun.
     """
     differ = runtime_differences(trained, found)
     if differ:
-        logger.warning("%s was trained on descriptors made with other versions than %s: %s; predictions "
+        logger.warning("%s was trained on descriptors made with other versions or settings than %s: %s; predictions "
                        "may differ slightly from descriptors made like the training ones",
                        trained_what, found_what, "; ".join(differ))
     elif "libraries" not in trained or "libraries" not in found:

@@ -19,11 +19,13 @@ from common.errors import EmotiwError
 from featurizers.decoding.decode import FrameSampling
 from featurizers.embedding.registry import DEFAULT_FEATURIZER, FEATURIZERS, canonical_featurizer, resolve_weights_path
 from jobs.job_setup import (
+    add_detection_mode_arguments,
     add_face_selection_arguments,
     add_featurizer_runtime_arguments,
     add_timeline_arguments,
     check_output,
     configure_logging,
+    detection_mode_from_args,
     detector_from_args,
     list_job_clips,
     parse_job_args,
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "jobs.finetune")
     parser.add_argument("--weights", help="weights file, or a folder holding <featurizer>.pt (or $EMOTIW_WEIGHTS_DIR)")
     add_face_selection_arguments(parser)
+    add_detection_mode_arguments(parser)
     parser.add_argument("--group", action="store_true", help="folder archives: describe every face (VGAF-style)")
     add_featurizer_runtime_arguments(parser)
     parser.add_argument("--frames-output", metavar="DIR", help="also write one row per detected face to this folder "
@@ -62,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
+    detector = detector_from_args(args, args.group)
     return ExtractionConfig(
         dataset=args.dataset,
         featurizer=canonical_featurizer(args.featurizer),
         weights=args.weights,
-        detector=detector_from_args(args, args.group),
+        detector=detector,
+        detection=detection_mode_from_args(args, detector.min_face_size),
         sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps, clip_timeout_s=args.clip_timeout),
         face_batch_size=args.batch_size,
         device=args.device,

@@ -26,9 +26,11 @@ from common.errors import EmotiwError
 from featurizers.decoding.decode import FrameSampling
 from featurizers.embedding.registry import DEFAULT_FEATURIZER
 from jobs.job_setup import (
+    add_detection_mode_arguments,
     add_face_selection_arguments,
     check_output,
     configure_logging,
+    detection_mode_from_args,
     detector_from_args,
     list_job_clips,
     parse_job_args,
@@ -49,13 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default train (unlabelled clips, e.g. AFEW's test split, are listed and skipped)")
     parser.add_argument("--output", required=True, help="image folder (or bucket prefix, s3://... gs://...) to write")
     add_face_selection_arguments(parser)
+    add_detection_mode_arguments(parser)
     parser.add_argument("--device", default=ExtractionConfig.device, help="auto (GPU if present), cpu, cuda, cuda:N")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
     """The extraction settings whose faces are exported (the featurizer is not used)."""
-    return ExtractionConfig(dataset=args.dataset, featurizer=DEFAULT_FEATURIZER, detector=detector_from_args(args),
+    detector = detector_from_args(args)
+    return ExtractionConfig(dataset=args.dataset, featurizer=DEFAULT_FEATURIZER, detector=detector,
+                            detection=detection_mode_from_args(args, detector.min_face_size),
                             sampling=FrameSampling(step=args.frame_step, target_fps=args.target_fps),
                             device=args.device)
 

@@ -23,6 +23,7 @@ from pipelines.graph.runner import DASK_RUNNER, LOCAL_RUNNER, pipeline_options, 
 
 if TYPE_CHECKING:
     from featurizers.detection.detect import DetectorConfig
+    from featurizers.detection.detection_mode import DetectionMode
     from pipelines.extraction.clip_records import ClipRef
     from pipelines.extraction.timeline import TimelineSettings
 
@@ -136,6 +137,25 @@ def detector_from_args(args: argparse.Namespace, group: bool = False) -> Detecto
     if args.min_face_size is not None:
         detector = replace(detector, min_face_size=args.min_face_size)
     return detector
+
+
+def add_detection_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detect-every`` and ``--detect-max-side``: faster, not exact, face detection (asked for only)."""
+    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
+                        help="run the full face detector on every N-th sampled frame and follow the faces "
+                             "between with its last stages (default 1: exact, every frame)")
+    parser.add_argument("--detect-max-side", type=int, metavar="PX",
+                        help="look for face candidates on the frame scaled to this longer side (then checked "
+                             "on the full-resolution frame); for 1080p and 4K footage (default: off, exact)")
+
+
+def detection_mode_from_args(args: argparse.Namespace, min_face_size: int) -> DetectionMode:
+    """The detection mode of the parsed flags; ValueError naming the flag when a value is bad."""
+    from featurizers.detection.detection_mode import DetectionMode
+
+    mode = DetectionMode(args.detect_every, args.detect_max_side)
+    mode.check(min_face_size)
+    return mode
 
 
 def add_featurizer_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
-from jobs.job_setup import add_featurizer_runtime_arguments, add_timeline_arguments, configure_logging, parse_job_args
+from jobs.job_setup import (
+    add_detection_mode_arguments,
+    add_featurizer_runtime_arguments,
+    add_timeline_arguments,
+    configure_logging,
+    parse_job_args,
+)
 from pipelines.scoring.run_lock import DEFAULT_STALE_MINUTES
 
 if TYPE_CHECKING:
@@ -68,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --adaptive: the margin between the top two class scores that ends a window "
                              "(default: calibrated, 0.05 for SVM margins, 0.1 for forest probabilities)")
     add_featurizer_runtime_arguments(parser)
+    add_detection_mode_arguments(parser)
     add_timeline_arguments(parser, windows_help="; each window is scored, into <output>/windows (0: no windows)")
     return parser
 
@@ -82,7 +89,8 @@ def scoring_settings(args: argparse.Namespace, beam_args: Sequence[str]) -> Scor
         device=args.device, batch_size=args.batch_size, backend=args.backend, segment_frames=args.segment_frames,
         clip_timeout=args.clip_timeout, window_seconds=args.window_seconds, min_track_seconds=args.min_track_seconds,
         lock_stale_minutes=args.lock_stale_minutes, adaptive=args.adaptive,
-        adaptive_threshold=args.adaptive_threshold, beam_args=tuple(beam_args))
+        adaptive_threshold=args.adaptive_threshold, detect_every=args.detect_every,
+        detect_max_side=args.detect_max_side, beam_args=tuple(beam_args))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from featurizers.detection.detection_mode import EXACT, DetectionMode
+
 if TYPE_CHECKING:
     import torch
 
-    from featurizers.detection.mtcnn_cascade import MtcnnCascade
+    from featurizers.detection.mtcnn_cascade import Detections, MtcnnCascade
 
 FaceChoice = Literal["confidence", "largest"]
 
@@ -79,11 +81,12 @@ class FaceDetector:
     or OpenVINO or ONNX Runtime on the CPU; ``auto`` as for the featurizer): on 2 CPU cores
     about 3x as fast on torch, the same boxes and landmarks to float tolerance.
     ``engine="facenet"`` is ``facenet_pytorch.MTCNN.detect`` exactly as shipped, on torch.
-    ``backend`` says which backend runs (``auto`` resolved).
+    ``backend`` says which backend runs (``auto`` resolved). ``mode.max_side`` caps P-Net's
+    pyramid (cascade engine only); ``detect_every`` is the caller's (``tracked_detection``).
     """
 
     def __init__(self, config: DetectorConfig, device: torch.device | str = "cpu",
-                 engine: DetectorEngine = "cascade", backend: str = "torch") -> None:
+                 engine: DetectorEngine = "cascade", backend: str = "torch", mode: DetectionMode = EXACT) -> None:
         import torch
         from facenet_pytorch import MTCNN
 
@@ -104,11 +107,13 @@ class FaceDetector:
         if engine == "cascade":
             networks = make_cascade_networks(self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
                                              self._mtcnn.device, backend)
-            settings = CascadeSettings(config.min_face_size, config.thresholds, config.factor)
+            settings = CascadeSettings(config.min_face_size, config.thresholds, config.factor, mode.max_side)
             self._cascade = MtcnnCascade(networks, settings, self._mtcnn.device)
             self.backend = networks.backend
         elif engine != "facenet":
             raise ValueError(f"unknown detector engine {engine!r}; expected 'cascade' or 'facenet'")
+        elif mode.max_side is not None:
+            raise ValueError("the facenet engine runs facenet-pytorch's own pyramid; max_side needs the cascade")
         elif backend != "torch":
             raise ValueError(f"the facenet engine runs on torch only; got backend {backend!r}")
         else:
@@ -116,20 +121,30 @@ class FaceDetector:
 
     def detect(self, frames: np.ndarray) -> list[FrameFaces]:
         """Detect faces in frames of shape (N, H, W, 3) uint8 RGB; one FrameFaces per frame."""
+        return [select_faces(faces, self.config) for faces in self.find_all(frames)]
+
+    def find_all(self, frames: np.ndarray) -> list[FrameFaces]:
+        """Every face the cascade finds in each frame, most confident first, before the one-face choice."""
         if len(frames) == 0:
             return []
         found = self._detect_cascade(frames) if self._cascade is not None else self._detect_facenet(frames)
-        return [select_faces(faces.take(np.argsort(-faces.probs, kind="stable")), self.config) for faces in found]
+        return [_by_confidence(faces) for faces in found]
+
+    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray,
+               rnet: bool = False) -> list[FrameFaces]:
+        """Faces found again by R-Net (when ``rnet``) and O-Net in the boxes (K, 4) of
+        ``frames[frame_index]``, one FrameFaces per frame, most confident first (before the
+        one-face choice): the cascade's later stages instead of a full detection. Cascade engine only."""
+        if self._cascade is None:
+            raise ValueError("refining boxes needs the cascade engine")
+        if len(boxes) == 0:
+            return [FrameFaces.empty() for _ in range(len(frames))]
+        return [_by_confidence(faces) for faces in _per_frame(self._cascade.refine(frames, frame_index, boxes, rnet),
+                                                              len(frames))]
 
     def _detect_cascade(self, frames: np.ndarray) -> list[FrameFaces]:
         assert self._cascade is not None
-        found = self._cascade(frames)
-        result = []
-        for frame in range(len(frames)):
-            rows = found.frame_index == frame
-            result.append(FrameFaces(found.boxes[rows].astype(np.float32), found.probs[rows].astype(np.float32),
-                                     found.landmarks[rows].astype(np.float32)))
-        return result
+        return _per_frame(self._cascade(frames), len(frames))
 
     def _detect_facenet(self, frames: np.ndarray) -> list[FrameFaces]:
         # facenet-pytorch permutes NHWC input to NCHW; an NHWC view of contiguous NCHW memory makes
@@ -149,3 +164,17 @@ class FaceDetector:
                 np.asarray(lm, np.float32).reshape(-1, 5, 2),
             ))
         return result
+
+
+def _by_confidence(faces: FrameFaces) -> FrameFaces:
+    return faces.take(np.argsort(-faces.probs, kind="stable"))
+
+
+def _per_frame(found: Detections, n_frames: int) -> list[FrameFaces]:
+    """The cascade's flat detections as one FrameFaces per frame."""
+    result = []
+    for frame in range(n_frames):
+        rows = found.frame_index == frame
+        result.append(FrameFaces(found.boxes[rows].astype(np.float32), found.probs[rows].astype(np.float32),
+                                 found.landmarks[rows].astype(np.float32)))
+    return result

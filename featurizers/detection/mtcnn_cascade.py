@@ -39,6 +39,8 @@ class CascadeSettings:
     min_face_size: int
     thresholds: tuple[float, float, float]
     factor: float
+    max_side: int | None = None
+    """P-Net's pyramid levels are at most this long on their longer side (None: as the frame)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ def pyramid_scales(height: int, width: int, min_face_size: int, factor: float) -
         scale *= factor
         side *= factor
     return scales
+
+
+def capped_scales(scales: list[float], height: int, width: int, max_side: int | None) -> list[float]:
+    """The pyramid's scales with every level longer than ``max_side`` replaced by one level at
+    ``max_side``: faces from the minimum size up are still looked for (in full-resolution pixels),
+    but the smallest of them on a frame no larger than ``max_side``, where P-Net's 12-pixel window
+    covers ``12 * longer side / max_side`` full-resolution pixels."""
+    if max_side is None or max(height, width) <= max_side:
+        return scales
+    cap = (max_side - 1) / max(height, width)  # level sides are int(side * scale + 1)
+    below = [scale for scale in scales if scale < cap]
+    if len(below) == len(scales) or min(height, width) * cap < PNET_CELL:
+        return below
+    return [cap, *below]
 
 
 PIXEL_OFFSET, PIXEL_SCALE = 127.5, 0.0078125
@@ -157,13 +173,26 @@ class MtcnnCascade:
         boxes, frame_index = self._refine(frames, boxes, frame_index)
         return self._output(frames, boxes, frame_index)
 
+    @torch.inference_mode()
+    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, rnet: bool = False) -> Detections:
+        """The cascade's later stages on given boxes (K, 4) of frames (N, H, W, 3), instead of P-Net's
+        proposals: R-Net (when ``rnet``) then O-Net score, move and square them as they do P-Net's,
+        and O-Net gives the landmarks. A box either stage rejects is gone from the result."""
+        frames = np.ascontiguousarray(frames)
+        proposals = torch.zeros((len(boxes), 5), dtype=torch.float32, device=self.device)
+        proposals[:, :4] = torch.from_numpy(np.asarray(boxes, np.float32)).to(self.device)
+        index = torch.from_numpy(np.asarray(frame_index, np.int64)).to(self.device)
+        if rnet:
+            proposals, index = self._refine(frames, proposals, index)
+        return self._output(frames, proposals, index)
+
     def _propose(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over the scale pyramid; boxes (M, 5) x1 y1 x2 y2 score, squared."""
         s = self.settings
         height, width = frames.shape[1:3]
         per_scale = [torch.zeros((0, 9), device=self.device)]  # frames smaller than a face: no level
         index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
-        scales = pyramid_scales(height, width, s.min_face_size, s.factor)
+        scales = capped_scales(pyramid_scales(height, width, s.min_face_size, s.factor), height, width, s.max_side)
         sizes = [(int(height * scale + 1), int(width * scale + 1)) for scale in scales]
         levels = _keeping_torch_threads(area_pyramid, frames, sizes) if scales else []
         for scale, level in zip(scales, levels):

@@ -18,6 +18,7 @@ from featurizers.decoding.decode import FrameChunk, FrameSampling, ReadStats
 from featurizers.decoding.frame_index import FrameIndex
 from featurizers.detection.detect import FaceDetector, FrameFaces
 from featurizers.detection.face_crops import align_face, crop_face
+from featurizers.detection.tracked_detection import KeyFrameDetector
 from featurizers.embedding.embed import FaceEmbedder, load_network, preprocess_faces, select_device
 from pipelines.extraction.clip_records import ClipRef, ClipResult
 from pipelines.extraction.segments import MergedClip, SegmentResult, SegmentTask, merge_segments
@@ -61,16 +62,24 @@ def faces_of_chunk(chunk: FrameChunk, detections: list[FrameFaces], align: bool)
 
 def iter_clip_faces(path: str, sampling: FrameSampling, detector: FaceDetector, align: bool,
                     frame_range: tuple[int, int] | None = None, *, index: FrameIndex | None = None,
-                    limit_corrupt: bool = True,
-                    stats: ReadStats | None = None) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
+                    limit_corrupt: bool = True, stats: ReadStats | None = None,
+                    detect_every: int = 1) -> Iterator[tuple[FrameChunk, ChunkFaces]]:
     """Decode a clip (or its frames ``[start, stop)``) chunk by chunk and give each chunk's usable faces.
 
     The one path from a video to face images, shared by the descriptor extraction and the
     face export (``jobs.faces``). ``index``, ``limit_corrupt`` and ``stats`` go to the decoder
-    (:func:`featurizers.decoding.decode.iter_frame_chunks`). Raises what decoding raises.
+    (:func:`featurizers.decoding.decode.iter_frame_chunks`). ``detect_every`` > 1: full
+    detection on every N-th sampled frame, faces followed between
+    (:mod:`featurizers.detection.tracked_detection`), from a full detection on this range's first
+    frame. Raises what decoding raises.
     """
+    tracked = KeyFrameDetector(detector, detect_every) if detect_every > 1 else None
     for chunk in video_chunks(path, sampling, frame_range, index=index, limit_corrupt=limit_corrupt, stats=stats):
-        yield chunk, faces_of_chunk(chunk, detector.detect(chunk.frames), align)
+        if tracked is None:
+            found = detector.detect(chunk.frames)
+        else:
+            found = tracked.detect(chunk.frames, chunk.frame_indices // sampling.step_for(chunk.native_fps))
+        yield chunk, faces_of_chunk(chunk, found, align)
 
 
 def clip_row(ref: ClipRef, accumulator: ClipAccumulator, featurizer: str, error: str | None,
@@ -108,7 +117,7 @@ class ClipExtractor:
         device = select_device(config.device)
         model = load_network(self.spec, config.weights)
         self.embedder = FaceEmbedder(self.spec, model, device, config.backend)
-        self.detector = FaceDetector(config.detector, device, backend=config.backend)
+        self.detector = FaceDetector(config.detector, device, backend=config.backend, mode=config.detection)
         self.layout = config.layout
         self._align = self.layout.aligns_faces
 
@@ -169,7 +178,8 @@ class ClipExtractor:
                 # A segment's corrupt frames count towards its clip's limit, checked once merged.
                 for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self._align,
                                                     task.frame_range, index=task.frames,
-                                                    limit_corrupt=task.count == 1, stats=stats):
+                                                    limit_corrupt=task.count == 1, stats=stats,
+                                                    detect_every=self.config.detection.detect_every):
                     fps = chunk.native_fps
                     n_corrupt += chunk.n_corrupt
                     accumulator.add_frames(len(chunk.frames))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.provenance import PROJECT_NAME, descriptor_library_versions, project_version
 from common.tables.schema import DatasetKind, DescriptorLayout, aggregation_for, class_names
 from featurizers.decoding.decode import FrameSampling
+from featurizers.detection.detection_mode import EXACT, DetectionMode
 from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, DetectorConfig
 from featurizers.embedding.registry import FeaturizerSpec, get_featurizer_spec
 from featurizers.runtimes.backend_choice import Backend, device_type, resolve_backend
@@ -35,6 +37,15 @@ class ExtractionConfig:
     Not provenance: segments merge exactly, so the descriptors do not depend on it."""
     timeline: TimelineSettings = field(default_factory=TimelineSettings)
     """Time windows and face tracks (their own tables; the clip's row does not depend on them)."""
+    detection: DetectionMode = EXACT
+    """Exact (the full cascade on every frame) unless a faster mode was asked for; provenance."""
+
+    @property
+    def segment_alignment(self) -> int:
+        """Sampled frames a segment's length is a multiple of: whole decoding chunks and, with
+        detection on key frames, whole blocks of ``detect_every``, so that each segment starts
+        with a full detection where the unsplit clip has one."""
+        return math.lcm(self.sampling.chunk_size, self.detection.detect_every)
 
     @staticmethod
     def default_detector(dataset: DatasetKind, group: bool = False) -> DetectorConfig:
@@ -75,6 +86,7 @@ class ExtractionConfig:
             "weights_sha256": weights_sha256,
             "layout": self.layout.to_dict(),
             "detector": self.detector.to_dict(),
+            "detection_mode": self.detection.to_dict(),
             "frames": self.sampling.to_dict(),
             "face_preprocessing": "align_5_points_224_cv2" if self.layout.aligns_faces else "crop_no_margin",
         }

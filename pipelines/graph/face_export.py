@@ -78,7 +78,8 @@ class FaceWriter:
 
         self.config = config
         self.root = str(root)  # a folder, or a prefix in a bucket
-        self.detector = FaceDetector(config.detector, select_device(config.device), backend=config.backend)
+        self.detector = FaceDetector(config.detector, select_device(config.device), backend=config.backend,
+                                     mode=config.detection)
         self.align = config.layout.aligns_faces
 
     def export(self, ref: ClipRef) -> list[dict[str, Any]]:
@@ -91,7 +92,8 @@ class FaceWriter:
         rows: list[dict[str, Any]] = []
         folder = storage.join(self.root, ref.label)
         try:
-            for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self.align):
+            for chunk, faces in iter_clip_faces(ref.path, self.config.sampling, self.detector, self.align,
+                                                detect_every=self.config.detection.detect_every):
                 for image, position, face_index, box in zip(faces.images, faces.frame_positions,
                                                             faces.face_indices, faces.boxes):
                     frame_index = int(chunk.frame_indices[position])

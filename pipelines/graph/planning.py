@@ -63,7 +63,7 @@ def plan_clip(ref: ClipRef, config: ExtractionConfig) -> list[SegmentTask]:
         log.warning("clip %s failed: %s: %s", ref.clip_id, type(exc).__name__, exc)
         return [SegmentTask(dataclasses.replace(ref, problem=f"{type(exc).__name__}: {exc}"))]
     sampling = config.sampling
-    ranges = segment_ranges(info.n_frames, sampling.step_for(info.fps), segment_frames, sampling.chunk_size)
+    ranges = segment_ranges(info.n_frames, sampling.step_for(info.fps), segment_frames, config.segment_alignment)
     tasks = plan_segments(ref, ranges, info.index)
     if len(tasks) > 1:
         log.info("clip %s: %d frames, split into %d segments; its probe read %d bytes", ref.clip_id,
@@ -123,7 +123,7 @@ def planning_elements(refs: Iterable[ClipRef], config: ExtractionConfig) -> list
     :func:`pipelines.extraction.segments.planning_shard_count`.
     """
     sampling = config.sampling
-    segment_frames = whole_chunks(max(config.segment_frames, 0), sampling.chunk_size)
+    segment_frames = whole_chunks(max(config.segment_frames, 0), config.segment_alignment)
     native_frames = segment_frames * (sampling.step if sampling.target_fps is None else 1)
     elements = []
     for ref in refs:

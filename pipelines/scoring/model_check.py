@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from classifiers.descriptors import check_same_identity
 from classifiers.model_files import ModelProvenance, model_sha256, read_model_provenance
 from common.digests import file_sha256
+from featurizers.detection.detection_mode import DetectionMode
 from featurizers.embedding.registry import resolve_weights_path
 from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.settings import ExtractionConfig
@@ -38,6 +39,9 @@ def check_model(settings: ScoringSettings, timeline: TimelineSettings) -> Checke
     config = extraction_config_for_model(provenance, weights=settings.weights, device=settings.device,
                                          face_batch_size=settings.batch_size, backend=settings.backend,
                                          segment_frames=settings.segment_frames, clip_timeout_s=settings.clip_timeout)
+    detection = DetectionMode(settings.detect_every, settings.detect_max_side)
+    detection.check(config.detector.min_face_size, "the model's --min-face-size")  # before any network loads
+    config = replace(config, detection=detection)
     if adaptive_from_flags(settings.adaptive, settings.adaptive_threshold) is not None:
         # Adaptive description decides on whole windows: clips are never split, and no tracks are built.
         config = replace(config, segment_frames=0, timeline=replace(timeline, track_faces=False))

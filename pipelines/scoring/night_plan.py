@@ -21,6 +21,7 @@ import pandas as pd
 from common.stores import storage
 from common.flush_policy import FLUSH_EVERY_ROWS, FLUSH_EVERY_S
 from common.stores.output_paths import check_output, check_output_folder
+from featurizers.detection.detection_mode import DetectionMode
 from pipelines.extraction.adaptive import adaptive_from_flags
 from pipelines.extraction.datasets import VIDEO_EXTENSIONS
 from pipelines.extraction.settings import ExtractionConfig
@@ -65,6 +66,9 @@ class ScoringSettings:
     """``--adaptive``: the schedule of frame steps, e.g. ``"18,9,1"`` (None: exact scoring)."""
     adaptive_threshold: float | None = None
     """``--adaptive-threshold``: the margin that ends a window (None: the calibrated default)."""
+    detect_every: int = 1
+    """Full face detection on every N-th sampled frame (1: exact, whatever the model was trained on)."""
+    detect_max_side: int | None = None
     beam_args: Sequence[str] = field(default_factory=tuple)
     """Flags for Beam (``--runner dask``, ...), as the job received them."""
 
@@ -83,6 +87,12 @@ def check_settings(settings: ScoringSettings) -> TimelineSettings:
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{flag} must be a positive number, got {value}")
     adaptive_from_flags(settings.adaptive, settings.adaptive_threshold)
+    # Against a 1-pixel face here; against the model's minimum face size once it is read (check_model).
+    DetectionMode(settings.detect_every, settings.detect_max_side).check(1, "a face of at least one pixel")
+    if settings.adaptive is not None and settings.detect_every != 1:
+        # Adaptive passes describe sparse frames (every 18th, then 9th): no neighbours to follow faces through.
+        raise ValueError("--detect-every cannot be combined with --adaptive (its passes describe sparse frames); "
+                         "--detect-max-side can")
     return timeline_from_flags(settings.window_seconds, settings.min_track_seconds, windows=True, tracks=True,
                                windows_can_be_off=True)
 

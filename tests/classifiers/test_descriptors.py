@@ -124,5 +124,15 @@ def test_runtime_differences_name_each_library_and_the_backend(caplog: pytest.Lo
     assert runtime_differences(trained, detector_moved) == []  # made before the detector's backend was recorded
     with caplog.at_level(logging.WARNING):
         warn_if_runtimes_differ(trained, moved, trained_what="model m", found_what="descriptors d")
-    assert "model m was trained on descriptors made with other versions than descriptors d" in caplog.text
+    assert "model m was trained on descriptors made with other versions or settings than descriptors d" in caplog.text
     assert "pillow 12.3.0 -> 13.0.0" in caplog.text
+
+
+def test_descriptors_made_in_another_detection_mode_are_named_like_another_backend() -> None:
+    from classifiers.descriptors import runtime_differences
+
+    exact = {"detection_mode": {"mode": "exact", "detect_every": 1, "max_side": None}}
+    faster = {"detection_mode": {"mode": "every-5", "detect_every": 5, "max_side": None}}
+    assert runtime_differences(exact, faster) == ["face detection exact -> every-5"]
+    assert runtime_differences({}, faster) == ["face detection exact -> every-5"]  # made before modes: exact
+    assert runtime_differences({}, exact) == []

@@ -1,0 +1,69 @@
+"""Detection on key frames against the full cascade, on the first frames of the smallest sample clip."""
+
+import numpy as np
+import pytest
+from videos import SAMPLES
+
+from featurizers.decoding.decode import FrameSampling, iter_frame_chunks
+from featurizers.detection.detect import AFEW_DETECTOR, FaceDetector
+from featurizers.detection.detection_mode import DetectionMode
+from featurizers.detection.key_frames import box_iou, search_boxes
+from featurizers.detection.tracked_detection import KeyFrameDetector
+
+CLIP = SAMPLES / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"  # 320x256, one face
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(AFEW_DETECTOR)
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return next(iter(iter_frame_chunks(str(CLIP), FrameSampling(chunk_size=8)))).frames
+
+
+@pytest.fixture(scope="module")
+def exact(detector, frames):
+    return detector.find_all(frames)
+
+
+def test_refining_the_cascades_own_boxes_finds_the_same_faces(detector, frames, exact):
+    frame_index = np.concatenate([np.full(len(faces), i) for i, faces in enumerate(exact)])
+    boxes = np.concatenate([faces.boxes for faces in exact])
+    refined = detector.refine(frames, frame_index, search_boxes(boxes))
+    assert sum(len(f) for f in exact) >= len(frames)  # faces in every frame: a real comparison
+    for want, got in zip(exact, refined, strict=True):
+        assert len(got) == len(want)
+        assert box_iou(want.boxes, got.boxes).diagonal().min() > 0.8
+        side = want.boxes[:, 2] - want.boxes[:, 0]
+        assert (np.abs(got.landmarks - want.landmarks).max(axis=(1, 2)) < 0.05 * side).all()
+
+
+def test_key_frames_get_the_full_cascade_and_the_frames_between_follow_the_face(detector, frames, exact):
+    tracked = KeyFrameDetector(detector, every=4)
+    found = tracked.detect(frames, np.arange(len(frames)))
+    assert (tracked.n_key_frames, tracked.n_refined_frames) == (2, 6)
+    for position, (want, got) in enumerate(zip(exact, found, strict=True)):
+        assert len(got) == len(want) == 1
+        if position % 4 == 0:  # the cascade itself, on a batch of the key frames alone
+            np.testing.assert_allclose(got.boxes, want.boxes, atol=0.05)
+        else:
+            assert box_iou(want.boxes, got.boxes)[0, 0] > 0.8
+
+
+def test_a_segment_starting_on_a_block_gives_the_faces_of_the_whole_clip(detector, frames):
+    whole = KeyFrameDetector(detector, every=4)
+    unsplit = whole.detect(frames[:4], np.arange(4)) + whole.detect(frames[4:], np.arange(4, 8))
+    segment = KeyFrameDetector(detector, every=4).detect(frames[4:], np.arange(4, 8))
+    for want, got in zip(unsplit[4:], segment, strict=True):
+        assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)
+
+
+def test_a_pyramid_capped_below_the_frame_still_finds_the_face(frames, exact):
+    capped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=200)).find_all(frames[:2])
+    for want, got in zip(exact, capped):
+        assert len(got) == len(want) and box_iou(want.boxes, got.boxes)[0, 0] > 0.8
+    uncapped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=320)).find_all(frames[:2])
+    for want, got in zip(exact, uncapped):  # a cap at the frame's own size changes nothing
+        assert np.array_equal(want.boxes, got.boxes)
