@@ -70,21 +70,6 @@ def test_frames_output_has_a_row_per_detected_face(afew_direct):
     assert np.allclose(faces.time_s, faces.frame_index / 25.0)
 
 
-def test_dask_runner_gives_the_same_descriptors(afew_direct, tmp_path, dask_cluster):
-    """``--runner dask`` on the cluster at --dask_client_address (a local distributed cluster of two worker
-    processes). Without an address Beam's Dask runner starts such a cluster itself: the same path once the
-    client exists, not tested again here (starting one costs ~15 s of worker imports)."""
-    _, direct, _ = afew_direct
-    out = tmp_path / "dask"
-    argv = ["--dataset", "afew", "--output", str(out), *FAST, "--runner", "dask", "--dask_npartitions", "2"]
-    code = extract.run([*argv, "--dask_client_address", dask_cluster.scheduler_address])
-    assert code == 0
-    a, b = table(direct), table(out)
-    assert list(a.index) == list(b.index) and (a.status == b.status).all()
-    assert np.allclose(np.stack(a.descriptor), np.stack(b.descriptor), atol=1e-4)
-    assert json.loads((out / "_summary.json").read_text())["runner"].endswith("DaskRunner")
-
-
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory, astronaut):
     root = tmp_path_factory.mktemp("bad")

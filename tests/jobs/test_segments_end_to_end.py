@@ -1,6 +1,7 @@
-"""Long clips split into segments: the same rows, face rows, window rows and track rows as unsplit, on each of
-Beam's runners."""
+"""Long clips split into segments: the same rows, face rows, window rows and track rows as unsplit, on the
+local runner and on a Dask cluster (the suite's only Dask jobs: one cluster, warmed once)."""
 
+import json
 import logging
 
 import numpy as np
@@ -91,6 +92,8 @@ def test_split_clips_give_the_unsplit_rows_and_face_rows_on_each_runner(runner, 
     if runner == "dask":
         argv += ["--dask_client_address", request.getfixturevalue("dask_cluster").scheduler_address]
     assert extract.run(argv) == 0
+    ran_on = json.loads((tmp_path / "clips" / "_summary.json").read_text())["runner"]
+    assert ran_on.endswith("DaskRunner" if runner == "dask" else "FnApiRunner"), ran_on
     whole, whole_faces, whole_windows, whole_tracks = unsplit
     split = table(tmp_path / "clips")
     counts = ["status", "n_frames", "n_face_frames", "n_faces", "has_face"]
