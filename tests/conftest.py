@@ -17,6 +17,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end job tests first: they are the longest modules (a few tests of many seconds each), and
+    the workers take modules in this order (pyproject: --no-loadscope-reorder), so the run ends on short
+    modules instead of one worker waiting for the other's last long one."""
+    items.sort(key=lambda item: 0 if item.path.parent.name == "jobs" else 1)  # stable: each group keeps its order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_folder(tmp_path_factory):
     """The exported and compiled featurizers go to a folder of this test session, not ~/.cache
