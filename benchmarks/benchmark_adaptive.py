@@ -185,6 +185,19 @@ def calibrate(table: list[dict]) -> float:
     return min(good, key=lambda row: (row["share_of_frames"], -row["threshold"]))["threshold"]
 
 
+
+class WindowRows:
+    """A timeline sink keeping a clip's bare window rows (no track rows are asked for here)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def windows(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+
+    def tracks(self, rows: list[dict]) -> None:
+        pass
+
 def timed_adaptive(extractor: ClipExtractor, clips: list[ClipFaces], model: TrainedModel,
                    settings: AdaptiveSettings) -> tuple[float, float, list[dict]]:
     """The real adaptive describer on each clip: its wall and CPU time, each clip's window labels, frames, steps."""
@@ -198,19 +211,9 @@ def timed_adaptive(extractor: ClipExtractor, clips: list[ClipFaces], model: Trai
         def margins(self, descriptors: np.ndarray) -> np.ndarray:
             return top_two_margins(class_scores(model.pipeline, descriptors.astype(np.float32))[0])
 
-    class Rows:
-        def __init__(self) -> None:
-            self.rows: list[dict] = []
-
-        def windows(self, rows: list[dict]) -> None:
-            self.rows.extend(rows)
-
-        def tracks(self, rows: list[dict]) -> None:
-            pass
-
     judge, seconds, cpu, out = Judge(), 0.0, 0.0, []
     for clip in clips:
-        sink = Rows()
+        sink = WindowRows()
         started, cpu_started = time.perf_counter(), time.process_time()
         result = describe_adaptive(extractor, SegmentTask(ClipRef(clip.path.stem, str(clip.path), "folder")),
                                    judge.settings, judge.margins, sink)

@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark_adaptive import descriptor_label_and_margin, train_models  # noqa: E402  (this folder is on sys.path when run as a script)
+from benchmark_adaptive import WindowRows, descriptor_label_and_margin, train_models  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from classifiers.model_io import TrainedModel, load_model  # noqa: E402
 from classifiers.scoring import predict_clips  # noqa: E402
@@ -119,19 +119,6 @@ def train_vgaf_model(work: Path) -> Path:
                   "--split", "all"]) != 0:
         raise SystemExit("training the VGAF LinearSVC failed")
     return folder
-
-
-class WindowRows:
-    """A timeline sink keeping a clip's bare window rows (tracks are off here)."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def windows(self, rows: list[dict]) -> None:
-        self.rows.extend(rows)
-
-    def tracks(self, rows: list[dict]) -> None:
-        pass
 
 
 def labels(model: TrainedModel, rows: list[dict]) -> list[str | None]:
