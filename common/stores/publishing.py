@@ -53,11 +53,11 @@ def staging_dir(output: str | os.PathLike[str]) -> str:
 def publish(staging: str | os.PathLike[str], output: str | os.PathLike[str],
             summary: dict[str, Any] | None = None) -> str:
     """Replace ``output`` by the finished staging folder (atomically on a disk; in a bucket see the module doc)."""
-    if storage.is_remote(output):
-        return _publish_remote(str(staging), str(output), summary)
-    staging, target = Path(staging), Path(output)
     if summary is not None:
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        storage.write_bytes(storage.join(staging, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True).encode())
+    if storage.is_remote(output):
+        return _publish_remote(str(staging), str(output))
+    staging, target = Path(staging), Path(output)
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} is a file; --output must be a folder")
     aside = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
@@ -66,13 +66,11 @@ def publish(staging: str | os.PathLike[str], output: str | os.PathLike[str],
     return str(target)
 
 
-def _publish_remote(staging: str, output: str, summary: dict[str, Any] | None) -> str:
+def _publish_remote(staging: str, output: str) -> str:
     """Copy the staged objects under ``output`` (server side) between removing and writing ``_SUCCESS``."""
     fs, target = storage.filesystem(output)
     _, source = storage.filesystem(staging)
     target, source = target.rstrip("/"), source.rstrip("/")
-    if summary is not None:
-        storage.write_bytes(storage.join(staging, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True).encode())
     fs.invalidate_cache()
     marker = f"{target}/{SUCCESS_FILE}"
     old = set(fs.find(target)) - {marker} if fs.exists(target) else set()
