@@ -16,7 +16,7 @@ from featurizers.detection.detection_mode import EXACT, DetectionMode
 if TYPE_CHECKING:
     import torch
 
-    from featurizers.detection.mtcnn_cascade import Detections, MtcnnCascade
+    from featurizers.detection.mtcnn_cascade import BoxChecks, Detections, MtcnnCascade
 
 FaceChoice = Literal["confidence", "largest"]
 
@@ -130,17 +130,12 @@ class FaceDetector:
         found = self._detect_cascade(frames) if self._cascade is not None else self._detect_facenet(frames)
         return [_by_confidence(faces) for faces in found]
 
-    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray,
-               rnet: bool = False) -> list[FrameFaces]:
-        """Faces found again by R-Net (when ``rnet``) and O-Net in the boxes (K, 4) of
-        ``frames[frame_index]``, one FrameFaces per frame, most confident first (before the
-        one-face choice): the cascade's later stages instead of a full detection. Cascade engine only."""
+    def check_boxes(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray) -> BoxChecks:
+        """O-Net's verdict on each box (K, 4) of ``frames[frame_index]``: the cascade's last stage
+        instead of a full detection (:meth:`MtcnnCascade.check_boxes`). Cascade engine only."""
         if self._cascade is None:
-            raise ValueError("refining boxes needs the cascade engine")
-        if len(boxes) == 0:
-            return [FrameFaces.empty() for _ in range(len(frames))]
-        return [_by_confidence(faces) for faces in _per_frame(self._cascade.refine(frames, frame_index, boxes, rnet),
-                                                              len(frames))]
+            raise ValueError("checking boxes needs the cascade engine")
+        return self._cascade.check_boxes(frames, frame_index, boxes)
 
     def _detect_cascade(self, frames: np.ndarray) -> list[FrameFaces]:
         assert self._cascade is not None

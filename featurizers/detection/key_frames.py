@@ -28,24 +28,6 @@ def key_frame_mask(positions: np.ndarray, previous: int | None, every: int) -> n
     return blocks != before
 
 
-MOTION_GAIN = 0.0
-"""How much of a face's last move is carried into the next frame's prediction (1: constant
-velocity, 0: where it was). Measured on the benchmark clips (every-5, descriptor cosine to exact):
-1920x1080 footage with camera shake 0.964 at 1, 0.982 at 0.5, 0.991 at 0; 720x576 0.992 at 1,
-0.991 at 0. O-Net's own box regression follows a slow face; a jittery velocity throws its crop off."""
-
-
-def predict_boxes(last: np.ndarray, previous: np.ndarray | None, gain: float = MOTION_GAIN) -> np.ndarray:
-    """Each face's box in the next frame (K, 4): moved and resized by ``gain`` times what it did
-    between its last two frames (1: constant velocity), or where it was when only one frame is
-    known (``previous`` None, or NaN rows for faces seen once)."""
-    last = np.asarray(last, np.float32)
-    if previous is None or gain == 0:
-        return last.copy()
-    step = last - np.asarray(previous, np.float32)
-    return np.where(np.isnan(step), last, last + gain * step).astype(np.float32)
-
-
 def search_boxes(boxes: np.ndarray, margin: float = SEARCH_MARGIN) -> np.ndarray:
     """Squares about each box's centre, on its longer side grown by ``margin`` on every side
     (MTCNN feeds its later stages square boxes)."""
@@ -55,24 +37,6 @@ def search_boxes(boxes: np.ndarray, margin: float = SEARCH_MARGIN) -> np.ndarray
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + 2 * margin)
     half = side / 2
     return np.stack([centre_x - half, centre_y - half, centre_x + half, centre_y + half], axis=1).astype(np.float32)
-
-
-def match_previous(current: np.ndarray, previous: np.ndarray, min_iou: float = 0.3) -> np.ndarray:
-    """For each current box, the row of the previous frame's box it continues (greedy by overlap,
-    at least ``min_iou``), or -1: how a face found again on a key frame keeps its velocity."""
-    matched = np.full(len(current), -1, np.int64)
-    if len(current) == 0 or len(previous) == 0:
-        return matched
-    iou = box_iou(np.asarray(current, np.float32), np.asarray(previous, np.float32))
-    taken: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        row, col = divmod(int(flat), iou.shape[1])
-        if iou[row, col] < min_iou:
-            break
-        if matched[row] < 0 and col not in taken:
-            matched[row] = col
-            taken.add(col)
-    return matched
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ PNET_CELL = 12
 PNET_STRIDE = 2
 RNET_SIZE = 24
 ONET_SIZE = 48
+ONET_NMS = 0.7
+"""Of two faces O-Net keeps in a frame, the less confident goes when this share of the smaller is shared."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,17 @@ class CascadeSettings:
     factor: float
     max_side: int | None = None
     """P-Net's pyramid levels are at most this long on their longer side (None: as the frame)."""
+
+
+@dataclass(frozen=True)
+class BoxChecks:
+    """O-Net's verdict on each of K given boxes: passed (K,), and for every box, passed or not,
+    its score (K,), its moved box (K, 4) and landmarks (K, 5, 2) (zeros for a box outside its frame)."""
+
+    passed: np.ndarray
+    boxes: np.ndarray
+    probs: np.ndarray
+    landmarks: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -139,8 +152,9 @@ def _pixel_bounds(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.T
     return top, bottom, left, right
 
 
-def _min_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Greedy NMS where overlap is intersection over the smaller box (MTCNN's last stage)."""
+def min_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = ONET_NMS) -> np.ndarray:
+    """Greedy NMS where overlap is intersection over the smaller box (MTCNN's last stage): the
+    rows kept, most confident first."""
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(scores)
@@ -174,17 +188,26 @@ class MtcnnCascade:
         return self._output(frames, boxes, frame_index)
 
     @torch.inference_mode()
-    def refine(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, rnet: bool = False) -> Detections:
-        """The cascade's later stages on given boxes (K, 4) of frames (N, H, W, 3), instead of P-Net's
-        proposals: R-Net (when ``rnet``) then O-Net score, move and square them as they do P-Net's,
-        and O-Net gives the landmarks. A box either stage rejects is gone from the result."""
+    def check_boxes(self, frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray) -> BoxChecks:
+        """O-Net, the cascade's last stage, on given boxes (K, 4) of frames (N, H, W, 3) instead of
+        R-Net's: for each box, whether it holds a face, and O-Net's score, moved box and landmarks.
+        No NMS: the caller knows which box is which face."""
         frames = np.ascontiguousarray(frames)
-        proposals = torch.zeros((len(boxes), 5), dtype=torch.float32, device=self.device)
+        k = len(boxes)
+        checks = BoxChecks(np.zeros(k, bool), np.zeros((k, 4), np.float32), np.zeros(k, np.float32),
+                           np.zeros((k, 5, 2), np.float32))
+        if k == 0:
+            return checks
+        proposals = torch.zeros((k, 5), dtype=torch.float32, device=self.device)
         proposals[:, :4] = torch.from_numpy(np.asarray(boxes, np.float32)).to(self.device)
         index = torch.from_numpy(np.asarray(frame_index, np.int64)).to(self.device)
-        if rnet:
-            proposals, index = self._refine(frames, proposals, index)
-        return self._output(frames, proposals, index)
+        inside, moved, landmarks = self._onet(frames, proposals, index)
+        rows = inside.cpu().numpy()
+        checks.passed[rows] = (moved[:, 4] > self.settings.thresholds[2]).cpu().numpy()
+        checks.boxes[rows] = moved[:, :4].cpu().numpy()
+        checks.probs[rows] = moved[:, 4].cpu().numpy()
+        checks.landmarks[rows] = landmarks.cpu().numpy()
+        return checks
 
     def _propose(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over the scale pyramid; boxes (M, 5) x1 y1 x2 y2 score, squared."""
@@ -240,24 +263,28 @@ class MtcnnCascade:
         keep = batched_nms(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
         return _square(_regress(boxes[keep], offsets[keep])), frame_index[keep]
 
-    def _output(self, frames: np.ndarray, boxes: torch.Tensor, frame_index: torch.Tensor) -> Detections:
-        """Stage 3: O-Net gives the final score, box and five landmarks."""
-        if len(boxes) == 0:
-            return _no_detections()
+    def _onet(self, frames: np.ndarray, boxes: torch.Tensor,
+              frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """O-Net on the boxes that overlap their frame: which boxes those are, each one moved
+        (x1 y1 x2 y2 score) and its five landmarks, whatever its score."""
         crops, inside = self._crops(frames, boxes, frame_index, ONET_SIZE)
-        boxes, frame_index = boxes[inside], frame_index[inside]
+        boxes = boxes[inside]
         offsets, points, probs = self.networks.onet(crops)
-        score = probs[:, 1]
-        passed = score > self.settings.thresholds[2]
-        boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
-        frame_index, offsets, points = frame_index[passed], offsets[passed], points[passed]
+        boxes = torch.cat([boxes[:, :4], probs[:, 1:2]], dim=1)
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         landmarks = torch.stack([w * points[:, :5] + boxes[:, 0:1] - 1,
                                  h * points[:, 5:] + boxes[:, 1:2] - 1], dim=2)
-        boxes = _regress(boxes, offsets)
-        return _per_frame_min_nms(
-            frame_index.cpu().numpy(), boxes.cpu().numpy(), landmarks.cpu().numpy(), threshold=0.7)
+        return inside, _regress(boxes, offsets), landmarks
+
+    def _output(self, frames: np.ndarray, boxes: torch.Tensor, frame_index: torch.Tensor) -> Detections:
+        """Stage 3: O-Net gives the final score, box and five landmarks."""
+        if len(boxes) == 0:
+            return _no_detections()
+        inside, moved, landmarks = self._onet(frames, boxes, frame_index)
+        passed = moved[:, 4] > self.settings.thresholds[2]
+        return _per_frame_min_nms(frame_index[inside][passed].cpu().numpy(), moved[passed].cpu().numpy(),
+                                  landmarks[passed].cpu().numpy(), threshold=ONET_NMS)
 
 
 def _pnet_boxes(offsets: torch.Tensor, probs: torch.Tensor, scale: float,
@@ -277,7 +304,7 @@ def _per_frame_min_nms(frame_index: np.ndarray, boxes: np.ndarray, landmarks: np
     kept = []
     for frame in np.unique(frame_index):
         rows = np.flatnonzero(frame_index == frame)
-        kept.append(rows[_min_nms(boxes[rows, :4], boxes[rows, 4], threshold)])
+        kept.append(rows[min_nms(boxes[rows, :4], boxes[rows, 4], threshold)])
     order = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     return Detections(frame_index[order], boxes[order, :4], boxes[order, 4], landmarks[order])
 

@@ -1,10 +1,10 @@
-"""The maths of detection on key frames, alone: which frames, where to look, which face is which."""
+"""The maths of detection on key frames, alone: which frames, where to look."""
 
 import numpy as np
 import pytest
 
 from featurizers.detection.detection_mode import EXACT, DetectionMode, describe_mode, mode_from_record
-from featurizers.detection.key_frames import box_iou, key_frame_mask, match_previous, predict_boxes, search_boxes
+from featurizers.detection.key_frames import box_iou, key_frame_mask, search_boxes
 from featurizers.detection.mtcnn_cascade import capped_scales, pyramid_scales
 
 
@@ -23,26 +23,14 @@ def test_a_lost_key_frame_passes_its_role_to_the_next_frame_of_its_block():
     assert key_frame_mask(positions, None, 5).tolist() == [True, False, True, False, True]
 
 
-def test_a_box_moves_on_as_it_moved_and_stays_put_when_seen_once():
-    last = np.array([[10, 20, 50, 60], [0, 0, 10, 10]], np.float32)
-    previous = np.array([[8, 21, 48, 61], [np.nan] * 4], np.float32)
-    assert predict_boxes(last, previous, gain=1).tolist() == [[12, 19, 52, 59], [0, 0, 10, 10]]
-    assert predict_boxes(last, previous, gain=0.5).tolist() == [[11, 19.5, 51, 59.5], [0, 0, 10, 10]]
-    assert predict_boxes(last, previous, gain=0).tolist() == last.tolist()
-    assert predict_boxes(last, None, gain=1).tolist() == last.tolist()
-
-
 def test_the_search_box_is_a_square_about_the_centre_grown_on_each_side():
     square = search_boxes(np.array([[10, 20, 50, 40]], np.float32), margin=0.1)  # 40 wide, 20 high
     assert square.tolist() == [[pytest.approx(6), pytest.approx(6), pytest.approx(54), pytest.approx(54)]]
 
 
-def test_a_face_found_again_continues_the_box_it_overlaps_most():
-    previous = np.array([[0, 0, 10, 10], [100, 100, 120, 120]], np.float32)
-    current = np.array([[101, 99, 121, 119], [300, 300, 310, 310], [1, 0, 11, 10]], np.float32)
-    assert match_previous(current, previous).tolist() == [1, -1, 0]
-    assert match_previous(current, previous[:0]).tolist() == [-1, -1, -1]
-    assert box_iou(previous[:1], previous[:1]).tolist() == [[1.0]]
+def test_box_overlap_is_intersection_over_union():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    assert box_iou(boxes[:1], boxes).tolist() == [[1.0, pytest.approx(1 / 3), 0.0]]
 
 
 def test_capped_pyramid_keeps_the_coarse_levels_and_replaces_the_finer_ones_by_one_at_the_cap():

@@ -8,7 +8,7 @@ from videos import SAMPLES
 
 from featurizers.decoding.decode import FrameSampling, iter_frame_chunks
 from featurizers.detection.detect import AFEW_DETECTOR, VGAF_DETECTOR, FaceDetector
-from featurizers.detection.mtcnn_cascade import _min_nms, _pixel_bounds, pyramid_scales
+from featurizers.detection.mtcnn_cascade import _pixel_bounds, min_nms, pyramid_scales
 
 
 def test_pyramid_stops_before_the_scaled_frame_is_smaller_than_the_window():
@@ -22,7 +22,7 @@ def test_pyramid_stops_before_the_scaled_frame_is_smaller_than_the_window():
 def test_min_nms_drops_a_box_mostly_inside_a_better_one():
     boxes = np.array([[0, 0, 99, 99], [10, 10, 39, 39], [200, 200, 229, 229]], np.float32)
     # The small box is wholly inside the big one: intersection over the smaller area is 1.
-    keep = _min_nms(boxes, np.array([0.99, 0.95, 0.97], np.float32), threshold=0.7)
+    keep = min_nms(boxes, np.array([0.99, 0.95, 0.97], np.float32), threshold=0.7)
     assert keep.tolist() == [0, 2]
 
 

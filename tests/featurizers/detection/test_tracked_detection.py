@@ -28,16 +28,18 @@ def exact(detector, frames):
     return detector.find_all(frames)
 
 
-def test_refining_the_cascades_own_boxes_finds_the_same_faces(detector, frames, exact):
+def test_o_net_on_the_cascades_own_boxes_finds_the_same_faces(detector, frames, exact):
     frame_index = np.concatenate([np.full(len(faces), i) for i, faces in enumerate(exact)])
     boxes = np.concatenate([faces.boxes for faces in exact])
-    refined = detector.refine(frames, frame_index, search_boxes(boxes))
-    assert sum(len(f) for f in exact) >= len(frames)  # faces in every frame: a real comparison
-    for want, got in zip(exact, refined, strict=True):
-        assert len(got) == len(want)
-        assert box_iou(want.boxes, got.boxes).diagonal().min() > 0.8
-        side = want.boxes[:, 2] - want.boxes[:, 0]
-        assert (np.abs(got.landmarks - want.landmarks).max(axis=(1, 2)) < 0.05 * side).all()
+    outside = np.array([[-200, -200, -100, -100]], np.float32)  # wholly outside its frame: no crop, no face
+    checks = detector.check_boxes(frames, np.append(frame_index, 0), np.concatenate([search_boxes(boxes), outside]))
+    assert len(frame_index) >= len(frames)  # faces in every frame: a real comparison
+    assert checks.passed.tolist() == [True] * len(boxes) + [False]
+    want = np.concatenate([faces.boxes for faces in exact])
+    assert box_iou(want, checks.boxes[:-1]).diagonal().min() > 0.8
+    side = (want[:, 2] - want[:, 0])[:, None, None]
+    landmarks = np.concatenate([faces.landmarks for faces in exact])
+    assert (np.abs(checks.landmarks[:-1] - landmarks) < 0.05 * side).all()
 
 
 def test_key_frames_get_the_full_cascade_and_the_frames_between_follow_the_face(detector, frames, exact):
@@ -50,6 +52,16 @@ def test_key_frames_get_the_full_cascade_and_the_frames_between_follow_the_face(
             np.testing.assert_allclose(got.boxes, want.boxes, atol=0.05)
         else:
             assert box_iou(want.boxes, got.boxes)[0, 0] > 0.8
+
+
+def test_a_face_that_left_its_key_frame_crop_is_found_at_its_last_box(detector, frames):
+    step = 12  # px a frame: the face (77 px wide) leaves the key frame's crop within a few frames
+    pan = np.stack([np.roll(frames[0], k * step, axis=1) for k in range(8)])
+    tracked = KeyFrameDetector(detector, every=8)
+    found = tracked.detect(pan, np.arange(8))
+    assert tracked.n_second_looks > 0
+    for want, got in zip(detector.find_all(pan), found, strict=True):
+        assert len(got) == len(want) == 1 and box_iou(want.boxes, got.boxes)[0, 0] > 0.8
 
 
 def test_a_segment_starting_on_a_block_gives_the_faces_of_the_whole_clip(detector, frames):
