@@ -6,7 +6,8 @@ and the calibration of the default margin threshold.
 
 A model is trained first, as a user would (``jobs.extract`` then ``jobs.train --split all``), on the
 six shipped AFEW sample clips at frame step 1: a LinearSVC (SVM margins) and a random forest
-(probabilities). Then, per resolution (the 720x576 AFEW-like clips, the 1280x720 VGAF-like ones):
+(probabilities). Then, per resolution (the 720x576 AFEW-like clips, the 1280x720 VGAF-like ones, the
+1920x1080 archive-like ones, all described with the model's settings: one face a frame):
 
 1. **exact**: every sampled frame of each clip decoded, detected, cropped and embedded once, timed,
    the faces of each frame kept; the windows' and clips' exact labels from them;
@@ -22,8 +23,8 @@ its own process and is left out of the CPU figure). On a shared machine the CPU 
 steadier one; the load average before and after is recorded.
 
 The calibration picks, per kind of score, the threshold with the fewest frames that keeps at
-least 97 % of the window labels of exact scoring on the AFEW-like clips; the 1280x720 clips are
-then scored with it (held out). The machine's load average is recorded: it is shared.
+least 97 % of the window labels of exact scoring on the AFEW-like clips; the 1280x720 and
+1920x1080 clips are then scored with it (held out). The machine's load average is recorded: it is shared.
 """
 
 from __future__ import annotations
@@ -251,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(config, segment_frames=0, timeline=TimelineSettings(window_seconds=args.window_seconds))
     extractor = ClipExtractor(config)
     groups = {"720x576": sorted((args.clips / "afew").rglob("*.avi")),
-              "1280x720": sorted((args.clips / "vgaf").rglob("*.mp4"))}
+              "1280x720": sorted((args.clips / "vgaf").rglob("*.mp4")),
+              "1920x1080": sorted((args.clips / "hd").glob("*.mp4"))}
+    groups = {name: paths for name, paths in groups.items() if paths}  # folders of earlier versions lack hd/
     results: dict = {"command": "python benchmarks/benchmark_adaptive.py " + " ".join(argv or sys.argv[1:]),
                      "schedule": list(steps), "window_seconds": args.window_seconds,
                      "featurizer": config.featurizer, "model_frame_step": config.sampling.step,

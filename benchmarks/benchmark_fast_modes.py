@@ -5,7 +5,8 @@
 
 Clips (made from the samples' public-domain stills, as ``make_realistic_clips.py`` makes them):
 720x576 AFEW-like (one face, MPEG-4 in AVI, described as AFEW), 1280x720 group scenes (described
-as a ``--group`` archive: every face, aligned) and 1920x1080 archive footage (one face a frame).
+as a ``--group`` archive: every face, aligned), 1920x1080 and 3840x2160 archive footage (one face
+a frame), and 720x576 fast pans past a face (AFEW-like; faces that move between key frames).
 Each mode (exact, ``--detect-every 3/5/10``, ``--detect-max-side 640``) describes every clip in
 one process with ``ClipExtractor.describe_clip`` (what a Beam worker runs: decode, detect, crop or
 align, embed); per clip the modes run in turn, ``--repeat`` times, and each mode's best pass on
@@ -65,6 +66,9 @@ SETS = {
     "720x576": ((720, 576), "afew", False, ("AFEW", (0, 1, 2)), 100),
     "1280x720": ((1280, 720), "folder", True, ("VGAF", (2, 3)), 50),
     "1920x1080": ((1920, 1080), "folder", False, ("AFEW", (3, 4)), 50),
+    "3840x2160": ((3840, 2160), "folder", False, ("AFEW", (3, 4)), 25),
+    # A camera panning past a face at 8 and 16 px a frame on average: faces that move between key frames.
+    "720x576-pan": ((720, 576), "afew", False, ("PAN", (8, 16)), 100),
 }
 MIN_FACE_SIZES = {"1920x1080-min20": ("1920x1080", 20)}
 """Extra sets: the same clips with another ``--min-face-size``: where ``--detect-max-side`` can help
@@ -79,10 +83,30 @@ def make_clips(out: Path) -> None:
     photos = skimage_photos()
     for name, (size, _, _, (kind, rows), frames) in SETS.items():
         for row in rows:
-            clip = (AFEW_CLIPS if kind == "AFEW" else VGAF_CLIPS)[row]
-            path = out / name / (Path(clip.path).stem + (".avi" if name == "720x576" else ".mp4"))
-            write_video(path, clip_frames(clip, photos, size, frames), size)
+            if kind == "PAN":
+                path = out / name / f"pan_{row:02d}px.avi"
+                write_video(path, pan_frames(photos["astronaut"], size, row, frames), size)
+            else:
+                clip = (AFEW_CLIPS if kind == "AFEW" else VGAF_CLIPS)[row]
+                path = out / name / (Path(clip.path).stem + (".avi" if name == "720x576" else ".mp4"))
+                write_video(path, clip_frames(clip, photos, size, frames), size)
             print(f"wrote {path}", flush=True)
+
+
+def pan_frames(photo, size: tuple[int, int], speed: int, frames: int):
+    """A camera panning right past one face at ``speed`` px a frame on average (smooth start and
+    stop, so about 1.5x that midway): the face crosses the frame in the middle of the clip."""
+    from make_sample_videos import CameraMove, film
+    from PIL import Image
+
+    width, height = size
+    span = speed * frames
+    gradient = np.linspace(60, 180, width + span)[None, :, None] * np.ones((height, 1, 3))
+    canvas = Image.fromarray(gradient.astype(np.uint8))
+    face_side = int(height * 0.9)
+    canvas.paste(photo.resize((face_side, face_side)), ((width + span - face_side) // 2, (height - face_side) // 2))
+    move = CameraMove((width / 2, height / 2), (width / 2 + span, height / 2), width, width, shake=0.0)
+    return film(lambda _index: canvas, move, size, frames, seed=speed)
 
 
 class StageClock:
@@ -92,7 +116,7 @@ class StageClock:
         self.detect_s = 0.0
         self.embed_s = 0.0
         detector, embed = extractor.detector, extractor.embed_faces
-        for name in ("find_all", "refine"):
+        for name in ("find_all", "check_boxes"):
             setattr(detector, name, self._timed(getattr(detector, name), "detect_s"))
         extractor.embed_faces = self._timed(embed, "embed_s")  # type: ignore[method-assign]
 

@@ -6,6 +6,7 @@ scenes (see ``scripts/make_sample_videos.py`` for their licences) at real sizes:
 
 * ``afew/Val_AFEW/<Class>/*.avi``: AFEW-like, 720x576, 25 fps, MPEG-4 Part 2 in AVI, one face;
 * ``vgaf/Val/*.mp4`` with ``Val_labels.txt``: VGAF-like, 1280x720, 25 fps, H.264, 3-4 faces;
+* ``hd/*.mp4``: archive-like, 1920x1080, 25 fps, H.264, one face (two clips);
 * ``long/archive_640x360.mp4``: an archive video, 640x360, 25 fps, H.264, one face, long
   (``--long-frames``, default 5,000 frames = 3 min 20 s); and a short clip of the same scene
   (``long/short_640x360.mp4``) to compare memory with.
@@ -29,6 +30,7 @@ from make_sample_videos import AFEW_CLIPS, VGAF_CLIPS, clip_frames, skimage_phot
 
 AFEW_REAL_SIZE = (720, 576)
 VGAF_REAL_SIZE = (1280, 720)
+HD_SIZE = (1920, 1080)
 ARCHIVE_SIZE = (640, 360)
 
 
@@ -43,6 +45,8 @@ def make(out: Path, clip_frames_count: int, long_frames: int) -> list[Path]:
                      clip_frames_count))
     for clip in VGAF_CLIPS[:2]:  # two group scenes
         jobs.append((out / "vgaf" / "Val" / Path(clip.path).name, clip, VGAF_REAL_SIZE, clip_frames_count))
+    for clip in AFEW_CLIPS[3:5]:  # two one-face clips as 1080p archive footage
+        jobs.append((out / "hd" / (Path(clip.path).stem + ".mp4"), clip, HD_SIZE, clip_frames_count))
     # The archive video: a slow camera move over one face, as long as asked.
     archive = replace(AFEW_CLIPS[0], path="long/archive_640x360.mp4")
     jobs.append((out / "long" / "archive_640x360.mp4", archive, ARCHIVE_SIZE, long_frames))

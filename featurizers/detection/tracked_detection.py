@@ -7,7 +7,9 @@ cascade feeds O-Net) from the full-resolution frame; O-Net gives the score, the 
 landmarks VGAF alignment needs. All those crops of a chunk go through O-Net in one call. Where
 O-Net rejects a face's key-frame crop (the face has moved away from it), the face is looked for
 once more on the crop of the box it had in the frame before; rejected there too, it is dropped
-until the next key frame, where new faces appear.
+until the next key frame, where new faces appear. Where the box O-Net gives lies off the crop it
+was given (the squares overlap less than :data:`key_frames.RECENTRE_IOU`), O-Net looks once more
+on the crop of that box, centred on the face: from an off-centre crop its box falls short.
 
 Why the key frame's box first (measured with ``benchmarks/benchmark_fast_modes.py``, every 5,
 descriptor cosine to exact): O-Net fed its own last box drifts, a little each frame (1080p with
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurizers.detection.detect import FaceDetector, FrameFaces, select_faces
-from featurizers.detection.key_frames import key_frame_mask, search_boxes
+from featurizers.detection.key_frames import RECENTRE_IOU, box_iou, key_frame_mask, search_boxes
 from featurizers.detection.mtcnn_cascade import BoxChecks, min_nms
 
 
@@ -60,6 +62,8 @@ class KeyFrameDetector:
         self.n_refined_frames = 0
         self.n_second_looks = 0
         """Faces looked for again at their last box after O-Net rejected their key-frame crop."""
+        self.n_recentred = 0
+        """Faces looked at again on the crop of the box O-Net gave, which lay off the crop it was given."""
 
     def detect(self, frames: np.ndarray, positions: np.ndarray) -> list[FrameFaces]:
         """The chosen faces of each frame (N, H, W, 3) at sampled positions (N,) (native index // step)."""
@@ -102,14 +106,21 @@ class KeyFrameDetector:
 
     def _follow(self, frame: np.ndarray, looks: BoxChecks) -> FrameFaces:
         """This frame's faces: each face still followed, found on its key-frame crop or else on
-        the crop of its last box; of two that meet on one face, the less confident ends."""
+        the crop of its last box, and looked at again where it lies off its crop; of two that
+        meet on one face, the less confident ends."""
         kept: list[tuple[FollowedFace, np.ndarray, float, np.ndarray]] = []
         for face in self._followed:
-            checks, row = looks, face.anchor
-            if not looks.passed[row] and not np.array_equal(face.box, self._anchors[face.anchor]):
+            anchor = self._anchors[face.anchor]
+            crop, checks, row = search_boxes(anchor[None]), looks, face.anchor
+            if not checks.passed[row] and not np.array_equal(face.box, anchor):
                 self.n_second_looks += 1
-                checks, row = self.detector.check_boxes(frame[None], np.zeros(1, np.int64),
-                                                        search_boxes(face.box[None])), 0
+                crop = search_boxes(face.box[None])
+                checks, row = self._look(frame, crop), 0
+            if checks.passed[row] and box_iou(crop, search_boxes(checks.boxes[row][None]))[0, 0] < RECENTRE_IOU:
+                self.n_recentred += 1
+                again = self._look(frame, search_boxes(checks.boxes[row][None]))
+                if again.passed[0]:
+                    checks, row = again, 0
             if checks.passed[row]:
                 kept.append((face, checks.boxes[row], float(checks.probs[row]), checks.landmarks[row]))
         if not kept:
@@ -121,6 +132,10 @@ class KeyFrameDetector:
         self._followed = [FollowedFace(kept[i][0].anchor, boxes[i]) for i in order]
         landmarks = np.stack([kept[i][3] for i in order]).astype(np.float32)
         return FrameFaces(boxes[order], probs[order], landmarks)
+
+    def _look(self, frame: np.ndarray, crop: np.ndarray) -> BoxChecks:
+        """O-Net on one squared box (1, 4) of one frame."""
+        return self.detector.check_boxes(frame[None], np.zeros(1, np.int64), crop)
 
 
 def _slice(checks: BoxChecks, start: int, stop: int) -> BoxChecks:
