@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifiers.scoring import score_column, scores_schema, scores_table  # noqa: E402
 from common.tables.schema import AFEW_CLASSES  # noqa: E402
+from pipelines.scoring.commit_intent import CommitIntent, commit_run  # noqa: E402
 from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 
@@ -55,10 +56,10 @@ def build_output(root: Path, videos: int, drawn: int, hours: float, window_s: fl
         "n_faces": 100, "scored_at": now, "model_sha256": "ab" * 32, "featurizer": "synthetic", "run_id": run_id,
         **{score_column(c): rng.normal(size=videos) for c in classes}})
     schema = scores_schema(classes)
-    ScoreStore(str(root)).commit(run_id, latest, [], lambda f: scores_table(f, schema),
-                                 {"counts": {"new": videos, "rescored": 0, "reused": 0, "skipped": 0,
-                                             "failed": int((status == "error").sum()), "permanently_failed": 0,
-                                             "removed": 0}, "listed": videos})
+    commit_run(ScoreStore(str(root)), CommitIntent(run_id, scores_table(latest, schema), [], {
+        "counts": {"new": videos, "rescored": 0, "reused": 0, "skipped": 0,
+                   "failed": int((status == "error").sum()), "permanently_failed": 0, "removed": 0},
+        "listed": videos}))
     long_windows = math.ceil(hours * 3600 / window_s)
     ok_keys = np.array([k for k, s in zip(keys, status) if s == "ok"], dtype=object)
     counts = np.where(np.arange(len(ok_keys)) < drawn, long_windows, short_windows)

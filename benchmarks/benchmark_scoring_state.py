@@ -34,6 +34,7 @@ from jobs import extract, score, train  # noqa: E402
 from jobs.job_setup import configure_logging  # noqa: E402
 from pipelines.extraction.datasets import SAMPLE_ROOT  # noqa: E402
 from pipelines.scoring import model_check, night_plan, scoring_run  # noqa: E402
+from pipelines.scoring.commit_intent import CommitIntent, commit_run  # noqa: E402
 from pipelines.scoring.score_store import ScoreStore, new_run_id  # noqa: E402
 
 HAPPY = SAMPLE_ROOT / "afew" / "Train_AFEW" / "Happy" / "000001001.avi"
@@ -82,7 +83,7 @@ def synthetic_state(rows: int, setup: scoring_run.ScoringSetup, output: str) -> 
         "scored_at": pd.Timestamp("2026-01-01", tz="UTC"), "model_sha256": setup.model_sha256,
         "featurizer": setup.config.featurizer, "run_id": "synthetic"})
     schema = scores_schema(classes, scores_metadata(setup.provenance, {}))
-    ScoreStore(output).commit(new_run_id(), frame, [], lambda f: scores_table(f, schema), {"synthetic": True})
+    commit_run(ScoreStore(output), CommitIntent(new_run_id(), scores_table(frame, schema), [], {"synthetic": True}))
     return frame[["key", "path", "size_bytes", "mtime_ns"]].rename(columns={"path": "url"})
 
 

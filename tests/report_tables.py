@@ -1,6 +1,6 @@
 """Synthetic but schema-faithful outputs of jobs.score and jobs.extract, for the report's tests.
 
-The scores output is written by the project's own ``ScoreStore.commit`` with the scores schema
+The scores output is written by the project's own commit (``commit_intent.commit_run``) with the scores schema
 (history, latest view, manifest); its windows and tracks tables use the schemas ``jobs.score``
 writes them with (``classifiers.timeline_scoring``). The extraction tables use the descriptor,
 face-row (with its integer ``track_id``), window and track schemas of ``common``.
@@ -24,6 +24,7 @@ from classifiers.timeline_scoring import track_scores_schema, window_scores_sche
 from common.tables.parquet_io import rows_to_table
 from common.tables.schema import AFEW_CLASSES, DescriptorLayout, descriptor_table_schema, frame_table_schema
 from common.tables.timeline_schema import track_table_schema, window_table_schema
+from pipelines.scoring.commit_intent import CommitIntent, commit_run
 from pipelines.scoring.score_store import ScoreStore
 
 CLASSES = AFEW_CLASSES
@@ -104,9 +105,9 @@ def write_scores_output(root: Path, videos: list[ScoredVideo], *, windows: bool 
     store = ScoreStore(str(root))
     counts = {"new": 3, "rescored": 1, "reused": 0, "skipped": 0, "failed": 1,
               "permanently_failed": 1, "removed": 0}
-    store.commit(RUN_ID, pd.DataFrame(rows), [], lambda frame: scores_table(frame, schema),
-                 {"input": "/archive", "model": "models/afew_b0", "model_sha256": "cd" * 32, "max_attempts": 3,
-                  "adopted_runs": [], "counts": counts, "listed": len(videos)})
+    commit_run(store, CommitIntent(RUN_ID, scores_table(pd.DataFrame(rows), schema), [], {
+        "input": "/archive", "model": "models/afew_b0", "model_sha256": "cd" * 32, "max_attempts": 3,
+        "adopted_runs": [], "counts": counts, "listed": len(videos)}))
     if not manifest:
         (Path(store.run_dir(RUN_ID)) / "_manifest.json").unlink()
     if windows:

@@ -141,18 +141,6 @@ class ScoreStore:
         plan = pa.Table.from_pandas(to_score.loc[:, list(PLAN_COLUMNS)].reset_index(drop=True), preserve_index=False)
         write_parquet(plan, storage.join(self.run_dir(run_id), PLAN_FILE))
 
-    def commit(self, run_id: str, rows: pd.DataFrame, removed: Sequence[str], to_table: Any,
-               manifest: dict[str, Any]) -> None:
-        """Write the run's history, fold it into the latest view, then its manifest (the run is done).
-
-        ``to_table`` turns a frame into an Arrow table of the scores schema. ``jobs.score`` commits
-        through :mod:`pipelines.scoring.commit_intent` instead, which makes the same writes resumable.
-        """
-        if len(rows):
-            self.write_history(run_id, to_table(rows))
-        touched = self.fold_into_latest(rows, removed, to_table)
-        self.write_manifest(run_id, finished_manifest(manifest, run_id, len(rows), len(removed), touched))
-
     def write_history(self, run_id: str, table: pa.Table) -> None:
         """The run's settled rows as its history file (written whole; rewriting it gives the same file)."""
         write_parquet(table, storage.join(self.run_dir(run_id), HISTORY_FILE))

@@ -81,20 +81,6 @@ def _staged_files_by_clip(folder: str) -> dict[str, list[str]]:
     return grouped
 
 
-def commit_timeline(store: ScoreStore, table: TimelineTable, run_id: str, settled: pd.DataFrame,
-                    removed: Sequence[str], to_table: Callable[[pd.DataFrame], pa.Table]) -> int:
-    """Fold the rows of the videos a run settled into ``table``'s history and latest files; returns rows kept.
-
-    ``settled`` holds the run's settled clip rows (``key``, ``status``, ``run_id``: the run that
-    scored each, this one or an adopted one); ``to_table`` makes an Arrow table of the run's schema.
-    """
-    rows = collect_timeline_rows(store, table, settled)
-    keys = list(settled["key"] if len(settled) else []) + list(removed)
-    write_timeline_history(store, table, run_id, rows, keys, to_table)
-    fold_timeline(store, table, rows, keys, to_table)
-    return len(rows)
-
-
 def collect_timeline_rows(store: ScoreStore, table: TimelineTable, settled: pd.DataFrame) -> pd.DataFrame:
     """The staged ``table`` rows of every video of ``settled`` with a final status, from the run that scored it."""
     final = settled[settled["status"].isin(list(FINAL_STATUSES))] if len(settled) else settled

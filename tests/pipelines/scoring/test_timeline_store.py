@@ -14,7 +14,8 @@ from common.tables.shards import ShardWriter
 from pipelines.graph.face_rows import clip_shard_key
 from pipelines.scoring.archive_state import bucket_of
 from pipelines.scoring.score_store import ScoreStore
-from pipelines.scoring.timeline_store import WINDOWS, commit_timeline, latest_file, staged_dir
+from pipelines.scoring.timeline_store import (WINDOWS, collect_timeline_rows, fold_timeline, latest_file, staged_dir,
+                                             write_timeline_history)
 
 CLASSES = ("Happy", "Sad")
 SCHEMA = window_scores_schema(CLASSES)
@@ -35,7 +36,13 @@ def _settled(*rows: tuple[str, str, str]) -> pd.DataFrame:
 
 
 def _commit(store: ScoreStore, run: str, settled: pd.DataFrame, removed: list[str] = ()) -> int:
-    return commit_timeline(store, WINDOWS, run, settled, list(removed), lambda frame: scores_table(frame, SCHEMA))
+    """The window table's part of a run's commit (``commit_intent.apply_intent`` does the same for every table)."""
+    rows = collect_timeline_rows(store, WINDOWS, settled)
+    keys = list(settled["key"]) + list(removed)
+    to_table = lambda frame: scores_table(frame, SCHEMA)  # noqa: E731
+    write_timeline_history(store, WINDOWS, run, rows, keys, to_table)
+    fold_timeline(store, WINDOWS, rows, keys, to_table)
+    return len(rows)
 
 
 def _keys_in_distinct_buckets(n: int) -> list[str]:
