@@ -226,8 +226,31 @@ def timed_adaptive(extractor: ClipExtractor, clips: list[ClipFaces], model: Trai
                    descriptor_label_and_margin(model, row["descriptor"] if row["has_face"] else None)[0]
                    for row in sink.rows}
         out.append({"windows": windows, "clip": label_and_margin(model, result.accumulator)[0],
-                    "frames": result.accumulator.n_frames, "steps": [r["frame_step"] for r in sink.rows]})
+                    "frames": result.accumulator.n_frames, "steps": [r["frame_step"] for r in sink.rows],
+                    "window_descriptors": {int(round(row["start_s"] / clip.window_s)): row["descriptor"]
+                                           for row in sink.rows if row["has_face"]},
+                    "clip_descriptor": result.accumulator.descriptor() if result.accumulator.has_face else None})
     return seconds, cpu, out
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / norm) if norm else float(np.array_equal(a, b))
+
+
+def descriptor_cosines(clips: list[ClipFaces], adaptive: list[dict]) -> dict:
+    """Lowest and mean cosine of the adaptive clip and window descriptors to exact's (windows with a face in both)."""
+    windows, whole = [], []
+    for clip, run in zip(clips, adaptive):
+        for unit, descriptor in run["window_descriptors"].items():
+            exact = clip.accumulator(clip.sampled[clip.units == unit])
+            if exact.has_face:
+                windows.append(cosine(np.asarray(descriptor, np.float64), exact.descriptor().astype(np.float64)))
+        exact = clip.accumulator(clip.sampled)
+        if run["clip_descriptor"] is not None and exact.has_face:
+            whole.append(cosine(run["clip_descriptor"].astype(np.float64), exact.descriptor().astype(np.float64)))
+    return {"clip_cosine_min": round(min(whole), 5), "clip_cosine_mean": round(float(np.mean(whole)), 5),
+            "window_cosine_min": round(min(windows), 5), "window_cosine_mean": round(float(np.mean(windows)), 5)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -289,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
                "adaptive_fps": round(frames / adaptive_s, 2), "ratio_vs_exact": round(exact_s / adaptive_s, 2),
                "exact_cpu_s": round(exact_cpu, 2), "adaptive_cpu_s": round(adaptive_cpu, 2),
                "cpu_ratio_vs_exact": round(exact_cpu / adaptive_cpu, 2),
-               **agreement(clips, exact, adaptive),
+               **agreement(clips, exact, adaptive), **descriptor_cosines(clips, adaptive),
                "replay_agrees_with_run": [r["windows"] for r in replayed] == [a["windows"] for a in adaptive],
                "final_steps": [a["steps"] for a in adaptive]}
         for kind, model in models.items():  # the replay for each kind at its calibrated threshold

@@ -46,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark_adaptive import WindowRows, descriptor_label_and_margin, train_models  # noqa: E402  (this folder is on sys.path when run as a script)
+from benchmark_adaptive import WindowRows, cosine, descriptor_label_and_margin, train_models  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from classifiers.model_io import TrainedModel, load_model  # noqa: E402
 from classifiers.scoring import predict_clips  # noqa: E402
@@ -66,7 +66,7 @@ SETS = {
     "720x576": ((720, 576), "afew", False, ("AFEW", (0, 1, 2)), 100),
     "1280x720": ((1280, 720), "folder", True, ("VGAF", (2, 3)), 50),
     "1920x1080": ((1920, 1080), "folder", False, ("AFEW", (3, 4)), 50),
-    "3840x2160": ((3840, 2160), "folder", False, ("AFEW", (3, 4)), 25),
+    "3840x2160": ((3840, 2160), "folder", False, ("AFEW", (3, 4)), 50),
     # A camera panning past a face at 8 and 16 px a frame on average: faces that move between key frames.
     "720x576-pan": ((720, 576), "afew", False, ("PAN", (8, 16)), 100),
 }
@@ -168,11 +168,6 @@ def label_agreement(mode_labels: list[str | None], exact_labels: list[str | None
     return {"agree": sum(m == e for m, e in both), "labelled": len(both),
             "faceless": sum(m is None and e is None for m, e in zip(mode_labels, exact_labels)),
             "face_in_one_only": sum((m is None) != (e is None) for m, e in zip(mode_labels, exact_labels))}
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b / norm) if norm else float(np.array_equal(a, b))
 
 
 def run_set(name: str, clips: list[Path], repeat: int, model: TrainedModel, window_s: float) -> dict:

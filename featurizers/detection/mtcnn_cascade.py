@@ -269,6 +269,8 @@ class MtcnnCascade:
         (x1 y1 x2 y2 score) and its five landmarks, whatever its score."""
         crops, inside = self._crops(frames, boxes, frame_index, ONET_SIZE)
         boxes = boxes[inside]
+        if len(inside) == 0:  # the networks take no empty batch
+            return inside, boxes, boxes.new_zeros((0, 5, 2))
         offsets, points, probs = self.networks.onet(crops)
         boxes = torch.cat([boxes[:, :4], probs[:, 1:2]], dim=1)
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]

@@ -35,6 +35,7 @@ def test_o_net_on_the_cascades_own_boxes_finds_the_same_faces(detector, frames, 
     checks = detector.check_boxes(frames, np.append(frame_index, 0), np.concatenate([search_boxes(boxes), outside]))
     assert len(frame_index) >= len(frames)  # faces in every frame: a real comparison
     assert checks.passed.tolist() == [True] * len(boxes) + [False]
+    assert detector.check_boxes(frames, np.zeros(1), outside).passed.tolist() == [False]  # no crop at all
     want = np.concatenate([faces.boxes for faces in exact])
     assert box_iou(want, checks.boxes[:-1]).diagonal().min() > 0.8
     side = (want[:, 2] - want[:, 0])[:, None, None]
