@@ -16,6 +16,7 @@ agree with ``facenet_pytorch.MTCNN.detect`` to float tolerance; the tests compar
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,6 +27,8 @@ from torchvision.ops import batched_nms
 
 from featurizers.detection.area_resize import area_pyramid, area_resize_boxes
 from featurizers.detection.mtcnn_networks import CascadeNetworks
+
+log = logging.getLogger(__name__)
 
 PNET_CELL = 12
 """P-Net sees 12x12 windows with a stride of 2 pixels of the scaled frame."""
@@ -178,6 +181,7 @@ class MtcnnCascade:
         self.networks = networks
         self.settings = settings
         self.device = device
+        self._sizes_seen: set[tuple[int, int]] = set()
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> Detections:
@@ -215,7 +219,15 @@ class MtcnnCascade:
         height, width = frames.shape[1:3]
         per_scale = [torch.zeros((0, 9), device=self.device)]  # frames smaller than a face: no level
         index_per_scale = [torch.zeros(0, dtype=torch.long, device=self.device)]
-        scales = capped_scales(pyramid_scales(height, width, s.min_face_size, s.factor), height, width, s.max_side)
+        full = pyramid_scales(height, width, s.min_face_size, s.factor)
+        scales = capped_scales(full, height, width, s.max_side)
+        if s.max_side is not None and (height, width) not in self._sizes_seen:
+            self._sizes_seen.add((height, width))
+            if scales == full:  # said once per frame size: the user asked for a mode that does nothing here
+                finest = int(max(height, width) * full[0] + 1) if full else 0
+                log.info("--detect-max-side %d changes nothing on %dx%d frames: P-Net's largest level is %d px "
+                         "at a minimum face of %d px, so detection is exact's", s.max_side, width, height, finest,
+                         s.min_face_size)
         sizes = [(int(height * scale + 1), int(width * scale + 1)) for scale in scales]
         levels = _keeping_torch_threads(area_pyramid, frames, sizes) if scales else []
         for scale, level in zip(scales, levels):

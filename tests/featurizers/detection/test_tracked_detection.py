@@ -74,10 +74,15 @@ def test_a_segment_starting_on_a_block_gives_the_faces_of_the_whole_clip(detecto
         assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)
 
 
-def test_a_pyramid_capped_below_the_frame_still_finds_the_face(frames, exact):
-    capped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=200)).find_all(frames[:2])
+def test_a_capped_pyramid_still_finds_the_face_and_a_cap_above_it_changes_nothing(frames, exact, caplog):
+    # 320x256 frames at a 32 px minimum face: P-Net's largest level is 12 * 320 / 32 + 1 = 121 px wide.
+    with caplog.at_level("INFO", logger="featurizers.detection.mtcnn_cascade"):
+        capped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=100)).find_all(frames[:2])
+        above = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=200)).find_all(frames[:2])
     for want, got in zip(exact, capped):
         assert len(got) == len(want) and box_iou(want.boxes, got.boxes)[0, 0] > 0.8
-    uncapped = FaceDetector(AFEW_DETECTOR, mode=DetectionMode(max_side=320)).find_all(frames[:2])
-    for want, got in zip(exact, uncapped):  # a cap at the frame's own size changes nothing
+    for want, got in zip(exact, above):
         assert np.array_equal(want.boxes, got.boxes)
+    said = [r.getMessage() for r in caplog.records if "changes nothing" in r.getMessage()]
+    assert said == ["--detect-max-side 200 changes nothing on 320x256 frames: P-Net's largest level is 121 px at "
+                    "a minimum face of 32 px, so detection is exact's"]
