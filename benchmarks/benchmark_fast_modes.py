@@ -38,11 +38,13 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -93,11 +95,10 @@ def make_clips(out: Path) -> None:
             print(f"wrote {path}", flush=True)
 
 
-def pan_frames(photo, size: tuple[int, int], speed: int, frames: int):
+def pan_frames(photo: Image.Image, size: tuple[int, int], speed: int, frames: int) -> Iterator[np.ndarray]:
     """A camera panning right past one face at ``speed`` px a frame on average (smooth start and
     stop, so about 1.5x that midway): the face crosses the frame in the middle of the clip."""
     from make_sample_videos import CameraMove, film
-    from PIL import Image
 
     width, height = size
     span = speed * frames
