@@ -140,13 +140,27 @@ class LocalVersionedFile:
                 pass
 
 
-class S3VersionedFile:
-    """Conditional PUTs through s3fs's client (its credentials and ``AWS_ENDPOINT_URL``)."""
+class _BucketObject:
+    """One object of a bucket: its filesystem, bucket and key; ``create`` and ``replace`` are one
+    conditional write (``token`` None: only if absent)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.fs, path = storage.filesystem(url)
         self.bucket, _, self.key = path.partition("/")
+
+    def create(self, data: bytes) -> Version:
+        return self._write(data, None)
+
+    def replace(self, expected: Version, data: bytes) -> Version:
+        return self._write(data, expected.token)
+
+    def _write(self, data: bytes, token: str | None) -> Version:
+        raise NotImplementedError
+
+
+class S3VersionedFile(_BucketObject):
+    """Conditional PUTs through s3fs's client (its credentials and ``AWS_ENDPOINT_URL``)."""
 
     def read(self) -> Version | None:
         from fsspec.asyn import sync
@@ -157,15 +171,10 @@ class S3VersionedFile:
             return None
         return Version(data, etag)
 
-    def create(self, data: bytes) -> Version:
-        return self._put(data, IfNoneMatch="*")
-
-    def replace(self, expected: Version, data: bytes) -> Version:
-        return self._put(data, IfMatch=expected.token)
-
-    def _put(self, data: bytes, **condition: str) -> Version:
+    def _write(self, data: bytes, token: str | None) -> Version:
         from fsspec.asyn import sync
 
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
         return Version(data, sync(self.fs.loop, self._conditional_put, data, condition))
 
     async def _client(self) -> Any:
@@ -203,13 +212,8 @@ def _s3_status(exc: Any) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-class GcsVersionedFile:
+class GcsVersionedFile(_BucketObject):
     """Uploads with ``ifGenerationMatch`` through gcsfs's session (``STORAGE_EMULATOR_HOST`` honoured)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.fs, path = storage.filesystem(url)
-        self.bucket, _, self.key = path.partition("/")
 
     def read(self) -> Version | None:
         try:
@@ -218,14 +222,10 @@ class GcsVersionedFile:
             return None
         return Version(bytes(data), str(headers["x-goog-generation"]))
 
-    def create(self, data: bytes) -> Version:
-        return self._upload(data, "0")
-
-    def replace(self, expected: Version, data: bytes) -> Version:
-        return self._upload(data, expected.token)
-
-    def _upload(self, data: bytes, generation: str) -> Version:
-        """A multipart upload (the JSON API's one-request form) conditioned on ``generation``."""
+    def _write(self, data: bytes, token: str | None) -> Version:
+        """A multipart upload (the JSON API's one-request form) conditioned on the generation
+        (``0``: only if absent)."""
+        generation = "0" if token is None else token
         boundary = uuid.uuid4().hex
         body = b"".join([
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
