@@ -34,20 +34,32 @@ from pipelines.graph.timeline_rows import TimelineOutputs, TimelineRows
 log = logging.getLogger(__name__)
 
 
+class SharedModel:
+    """A trained model folder, loaded once per worker process for every step given this object: its
+    Beam ``Shared`` handle travels with the steps, so the scores, the timeline and the adaptive
+    judge of a job use one loaded copy."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.model_dir = model_dir
+        self._shared = shared.Shared()
+
+    def load(self) -> Any:
+        from classifiers.model_io import load_model
+
+        return acquire_shared(self._shared, lambda: load_model(Path(self.model_dir)))
+
+
 class ScoreClipsFn(beam.DoFn):
     """Descriptor rows to scores rows with a trained model, loaded once per worker process."""
 
-    def __init__(self, model_dir: str, model_sha256: str, run_id: str) -> None:
-        self._model_dir = model_dir
+    def __init__(self, model: SharedModel, model_sha256: str, run_id: str) -> None:
+        self._shared_model = model
         self._model_sha256 = model_sha256
         self._run_id = run_id
-        self._shared = shared.Shared()
         self._model: Any = None
 
     def setup(self) -> None:
-        from classifiers.model_io import load_model
-
-        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
+        self._model = self._shared_model.load()
 
     def process(self, result: ClipResult) -> Iterator[ClipResult]:
         from classifiers.scoring import score_row
@@ -66,23 +78,20 @@ class ScoredTimelineRows(TimelineRows):
     (:func:`one_face_per_frame_descriptor`).
     """
 
-    def __init__(self, config: ExtractionConfig, model_dir: str, model_sha256: str, run_id: str,
+    def __init__(self, config: ExtractionConfig, model: SharedModel, model_sha256: str, run_id: str,
                  window_schema: pa.Schema, track_schema: pa.Schema) -> None:
         self._config = config
-        self._model_dir = model_dir
+        self._shared_model = model
         self._model_sha256 = model_sha256
         self._run_id = run_id
         self.window_schema = window_schema
         self.track_schema = track_schema
         self.window_keys = ("key", "start_s")
         self.track_keys = ("key", "track_id")
-        self._shared = shared.Shared()
         self._model: Any = None
 
     def setup(self) -> None:
-        from classifiers.model_io import load_model
-
-        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
+        self._model = self._shared_model.load()
 
     def windows(self, clip: ClipRef, n_segments: int, rows: Any) -> list[dict[str, Any]]:
         from classifiers.timeline_scoring import score_window_rows
@@ -103,21 +112,18 @@ class ScoredTimelineRows(TimelineRows):
 class ClassifierJudge:
     """The trained classifier's margins on the workers, for adaptive description (``jobs.score --adaptive``).
 
-    Loads the model once per worker process, as the scoring steps do (the same shared copy).
+    Uses the scoring steps' loaded copy of the model.
     """
 
-    def __init__(self, model_dir: str, settings: AdaptiveSettings) -> None:
+    def __init__(self, model: SharedModel, settings: AdaptiveSettings) -> None:
         if settings.threshold is None:
             raise ValueError("resolve the adaptive threshold before building the judge")
-        self._model_dir = model_dir
+        self._shared_model = model
         self.settings = settings
-        self._shared = shared.Shared()
         self._model: Any = None
 
     def setup(self) -> None:
-        from classifiers.model_io import load_model
-
-        self._model = acquire_shared(self._shared, lambda: load_model(Path(self._model_dir)))
+        self._model = self._shared_model.load()
 
     def margins(self, descriptors: np.ndarray) -> np.ndarray:
         from classifiers.scoring import class_margins
@@ -126,7 +132,7 @@ class ClassifierJudge:
 
 
 def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenance: dict[str, Any],
-                         model_dir: str, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
+                         model: SharedModel, model_sha256: str, run_id: str, staged_dir: str, schema: pa.Schema,
                          options: PipelineOptions, flush_rows: int = FLUSH_EVERY_ROWS,
                          flush_seconds: float = FLUSH_EVERY_S, timeline: TimelineOutputs | None = None,
                          adaptive: AdaptiveSettings | None = None) -> None:
@@ -137,7 +143,7 @@ def run_scoring_pipeline(refs: list[ClipRef], config: ExtractionConfig, provenan
     log.info("describing and scoring %d videos with %s on %s", len(refs), config.featurizer, runner)
     pipeline = beam.Pipeline(options=options)
     describe_and_write(pipeline, refs, config, provenance, staged_dir,
-                       None, post_process=ScoreClipsFn(model_dir, model_sha256, run_id), schema=schema,
+                       None, post_process=ScoreClipsFn(model, model_sha256, run_id), schema=schema,
                        flush_rows=flush_rows, flush_seconds=flush_seconds, timeline=timeline,
-                       adaptive=None if adaptive is None else ClassifierJudge(model_dir, adaptive))
+                       adaptive=None if adaptive is None else ClassifierJudge(model, adaptive))
     run_to_completion(pipeline)

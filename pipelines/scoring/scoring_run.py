@@ -25,7 +25,7 @@ from pipelines.extraction.clip_records import ClipRef
 from pipelines.extraction.settings import ExtractionConfig
 from pipelines.graph.lost_clips import NO_RESULT_ERROR, clips_without_rows
 from pipelines.graph.runner import pipeline_options
-from pipelines.graph.scoring_steps import ScoredTimelineRows, run_scoring_pipeline
+from pipelines.graph.scoring_steps import ScoredTimelineRows, SharedModel, run_scoring_pipeline
 from pipelines.graph.timeline_rows import TimelineOutputs
 from pipelines.scoring.archive_state import ERROR, FAILED_STATUSES, RunCounts, count_run, settle_rows
 from pipelines.scoring.commit_intent import CommitIntent, commit_run
@@ -81,13 +81,13 @@ def score_archive(setup: ScoringSetup, night: NightPlan, args: ScoringSettings, 
     if len(plan.to_score):
         store.start_run(run_id, plan.to_score)
         refs = [ClipRef(key, url, "folder") for key, url in zip(plan.to_score["key"], plan.to_score["url"])]
-        model_dir = str(Path(args.model).absolute())
+        model = SharedModel(str(Path(args.model).absolute()))  # one loaded copy per worker for every step
         windows_on = setup.config.timeline.windows_on
         timeline = TimelineOutputs(
             staged_dir(store, run_id, WINDOWS) if windows_on else None, staged_dir(store, run_id, TRACKS),
-            ScoredTimelineRows(setup.config, model_dir, setup.model_sha256, run_id, timeline_schemas[WINDOWS],
+            ScoredTimelineRows(setup.config, model, setup.model_sha256, run_id, timeline_schemas[WINDOWS],
                                timeline_schemas[TRACKS]))
-        run_scoring_pipeline(refs, setup.config, setup.provenance, model_dir,
+        run_scoring_pipeline(refs, setup.config, setup.provenance, model,
                              setup.model_sha256, run_id, store.staged_dir(run_id), schema,
                              pipeline_options(list(args.beam_args)), args.flush_clips, args.flush_seconds, timeline,
                              setup.adaptive)
